@@ -1,0 +1,3 @@
+from mobikectl.cli import main
+
+main()
