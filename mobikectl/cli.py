@@ -2,7 +2,8 @@
 
 Command groups live beside the code they drive and are attached here:
     lab ...            mobikectl.lab.cli        (the namespace lab)
-    run, status, ...   mobikectl.cli_daemon     (the controller and its control socket)
+    run                mobikectl.cli_run        (the controller daemon)
+    status, ...        mobikectl.cli_daemon     (talking to the running daemon)
     policy ...         mobikectl.policy.cli     (policy files)
     bench              mobikectl.bench.cli      (the shipped benchmark)
     demo               mobikectl.demo           (the README's main job)
@@ -26,6 +27,7 @@ log = logging.getLogger("mobikectl")
 
 _SUBCOMMANDS = (
     ("mobikectl.lab.cli", "lab"),
+    ("mobikectl.cli_run", "commands"),
     ("mobikectl.cli_daemon", "commands"),
     ("mobikectl.policy.cli", "policy"),
     ("mobikectl.bench.cli", "bench"),
