@@ -11,13 +11,19 @@ from mobikectl.engine.ids import IkeName, Path, ProbeKind
 
 @dataclass(frozen=True)
 class SendProbe:
-    """Send one probe on `path`. The engine times it out itself after `timeout`."""
+    """Send one probe on `path`. The engine times it out itself after `timeout`.
+
+    `src`/`dst` override the addresses (default: path.local and path.gateway). A DATA
+    probe needs both: src = the SA's virtual IP, dst = the target behind the gateway; it
+    is sent without a device binding so it goes through the tunnel."""
 
     path: Path
     kind: ProbeKind
     seq: int
     timeout: float
     reason: str = ""
+    src: str | None = None
+    dst: str | None = None
 
 
 @dataclass(frozen=True)
