@@ -59,3 +59,66 @@ def check(ctx: click.Context, files: tuple[str, ...], as_json: bool) -> None:
                 click.echo(problem)
     if not all(result["ok"] for result in results):
         ctx.exit(EX_DATAERR)
+
+
+# --- explain ---------------------------------------------------------------------------------
+
+@policy.command("explain")
+@click.option("--policy", "policy_file", type=click.Path(dir_okay=False, path_type=str),
+              help="Policy file. Default: the built-in default policy (policies/default.toml).")
+@click.option("--state", "state_file", type=click.Path(dir_okay=False, path_type=str),
+              help="A recorded state (the JSON of `mobikectl status --json`) instead of the daemon.")
+@click.option("--socket", "socket_path", type=click.Path(path_type=str),
+              help="The daemon's control socket (default: $MOBIKECTL_SOCKET or /run/mobikectl/mobikectl.sock).")
+@click.option("--json", "as_json", is_flag=True, help="One JSON document on stdout.")
+def explain_cmd(policy_file: str | None, state_file: str | None, socket_path: str | None, as_json: bool) -> None:
+    """Which uplink the policy picks for a state, and why, step by step."""
+    from mobikectl.policy.explain import explain, parse_state, render
+
+    if state_file and socket_path:
+        raise click.UsageError("give --state FILE or --socket PATH, not both")
+    chosen = load_policy(policy_file) if policy_file else Policy()
+    if state_file:
+        source, doc = state_file, _read_json(state_file)
+    else:
+        source, doc = _ask_daemon(socket_path)
+    result = explain(chosen, parse_state(doc, source))
+    if as_json:
+        _emit({"policy": chosen.source, "state": source, **result.to_json()})
+    else:
+        click.echo(render(chosen, result))
+
+
+def _read_json(path: str) -> object:
+    try:
+        with open(path, encoding="utf-8") as handle:
+            return json.load(handle)
+    except OSError as exc:
+        raise DataError(f"{path}: cannot read: {exc.strerror or exc} (check the path and its permissions)") from None
+    except UnicodeDecodeError:
+        raise DataError(f"{path}: cannot read: not UTF-8 text (a state file is JSON)") from None
+    except json.JSONDecodeError as exc:
+        raise DataError(f"{path}: line {exc.lineno}, column {exc.colno}: invalid JSON: {exc.msg}") from None
+
+
+def _ask_daemon(socket_path: str | None) -> tuple[str, object]:
+    """The running daemon's state over its control socket (`{"cmd": "state"}`)."""
+    from mobikectl.errors import Unavailable
+    from mobikectl.settings import ControlSettings
+
+    path = socket_path or ControlSettings().socket
+    try:
+        from mobikectl.adapters.control_client import request
+    except ImportError:
+        raise Unavailable(f"cannot reach the daemon at {path}: this mobikectl has no control client "
+                          "(use --state FILE with the JSON of `mobikectl status --json`)") from None
+    try:
+        reply = request(path, {"cmd": "state"})
+    except OSError as exc:
+        raise Unavailable(f"cannot reach the daemon at {path}: {exc.strerror or exc} "
+                          "(is `mobikectl run` running? or use --state FILE)") from None
+    if isinstance(reply, dict) and "uplinks" not in reply and isinstance(reply.get("state"), dict):
+        reply = reply["state"]
+    if isinstance(reply, dict) and reply.get("ok") is False and "uplinks" not in reply:
+        raise Unavailable(f"the daemon at {path} refused the state request: {reply.get('error', 'no reason given')}")
+    return f"daemon at {path}", reply
