@@ -11,14 +11,15 @@ file holding the same JSON document (docs/policy.md, "The state file"):
      "sas": [{"name": "home", "uplink": "wlan0", "local": "192.168.1.2", "remote": "192.0.2.1"}],
      "chosen": "wlan0",  "override": null}
 
-The rules (what the engine decides, docs/engine.md): an uplink is a candidate when the policy
-manages it, it is admin-up with carrier and an address, its health is UP and it is within
-its class's loss and RTT limits. Candidates rank by the policy's order, a metered uplink
-after every unmetered one (metered = last resort). If the current uplink is a candidate it
-stays unless a better one has been UP for `failback.hold_down` (and the last move is at
-least `failback.min_dwell` ago); a SUSPECT current uplink stays while its confirming burst
-runs; otherwise (DOWN, gone, over a limit, not managed) the best candidate is picked at once.
-A manual switch (`override`) wins when its uplink is a candidate, or when forced.
+The rules are those of the engine (`mobikectl/engine/decide.py`), applied per uplink: an
+uplink is a candidate when the policy manages it, it is admin-up with carrier and an
+address, its health is UP and it is within its class's loss and RTT limits. Candidates rank
+by the policy's order, a metered uplink after every unmetered one (metered = last resort).
+A manual switch (`override`) wins when its uplink is a candidate, or when forced. A current
+uplink that is DOWN, without link or address, or over a limit is left at once for the best
+candidate (with none, it stays). An UP, SUSPECT or UNKNOWN current uplink is left only for
+a better candidate that has been UP for `failback.hold_down`, and only if the last move was
+at least `failback.min_dwell` ago.
 """
 
 from __future__ import annotations
@@ -208,11 +209,14 @@ class Explanation:
 
 
 def explain(policy: Policy, state: State) -> Explanation:
+    """The rules of the engine's `decide.choose`, per uplink, with every step shown."""
     verdicts = [_judge(policy, up, up.name == state.current) for up in state.uplinks]
     by_name = {v.uplink: v for v in verdicts}
     candidates = sorted((v for v in verdicts if v.candidate), key=lambda v: v.key)
     cur = by_name.get(state.current) if state.current else None
+    best = candidates[0] if candidates else None
 
+    note = ""
     if state.override:
         wanted = by_name.get(state.override)
         if wanted is not None and (wanted.candidate or state.override_force):
@@ -220,40 +224,56 @@ def explain(policy: Policy, state: State) -> Explanation:
             return _done(state.override, state, verdicts, f"{how}manual switch to {state.override} "
                                                           "(`mobikectl switch --auto` ends it)")
         note = f"manual switch to {state.override} not honoured ({wanted.why_not if wanted else 'no such uplink'}); "
-    else:
-        note = ""
 
-    if cur is not None and _health(state, cur.uplink) is Health.SUSPECT and _link_ok(cur):
-        then = f"if it is lost, move to {candidates[0].uplink}" if candidates else "no other uplink is ready"
-        return _done(cur.uplink, state, verdicts, note + f"{cur.uplink} is suspect: stay while the confirming "
-                                                         f"burst runs; {then}")
-    if not candidates:
-        return Explanation(None, "none", note + "no uplink is usable: "
-                           + ("; ".join(f"{v.uplink}: {v.why_not}" for v in verdicts) or "the state lists none"),
-                           state.current, tuple(verdicts))
-    best = candidates[0]
-    if cur is None or not cur.candidate:
-        why = (f"{cur.uplink} is not usable ({cur.why_not})" if cur is not None
-               else "no current uplink" if state.current is None else f"{state.current} is not in the state")
+    if cur is None or cur.label is None:
+        why = ("the SA is on no uplink" if state.current is None
+               else f"{state.current} is not in the state" if cur is None else f"{cur.uplink} is not managed")
+        if best is None:
+            return Explanation(None, "none", note + f"{why} and no uplink is usable: "
+                               + ("; ".join(f"{v.uplink}: {v.why_not}" for v in verdicts) or "the state lists none"),
+                               state.current, tuple(verdicts))
         return _done(best.uplink, state, verdicts, note + f"{why}: {best.uplink} is the best usable uplink"
-                     + _rank_words(policy, best))
+                     + _rank_words(best))
+
+    urgent = _urgent(policy, state, cur)
+    if urgent:
+        if best is None:
+            return _done(cur.uplink, state, verdicts, note + f"{cur.uplink} is not usable ({urgent}) but no other "
+                                                             "uplink is usable: staying (no thrashing)")
+        return _done(best.uplink, state, verdicts, note + f"{cur.uplink} is not usable ({urgent}): {best.uplink} "
+                                                          "is the best usable uplink" + _rank_words(best))
+
+    # UP, SUSPECT or UNKNOWN: leave it only for a better uplink that has held for the hold-down
+    health = _health(state, cur.uplink)
     verdicts = [_with_hold_down(policy, state, v) if v.candidate and v.key < cur.key else v for v in verdicts]
-    candidates = sorted((v for v in verdicts if v.candidate), key=lambda v: v.key)
-    if best.key >= cur.key:
-        return _done(cur.uplink, state, verdicts, note + f"{cur.uplink} is up and no usable uplink ranks higher")
-    # failback: a better uplink is usable while the current one is fine
-    for better in (v for v in candidates if v.key < cur.key):
-        held = _held_down(policy, state, better.uplink)
-        if held is None:
-            dwell = _dwell_left(policy, state)
-            if dwell:
-                return _done(cur.uplink, state, verdicts, note + f"{better.uplink} ranks higher and has held for "
-                             f"the hold-down, but the last move was less than min_dwell ago: stay {dwell} more")
-            return _done(better.uplink, state, verdicts, note + f"fail back: {better.uplink} ranks higher than "
-                         f"{cur.uplink} and has been up for the hold-down ({_dur(policy.failback.hold_down)})")
-    first = next(v for v in candidates if v.key < cur.key)
-    return _done(cur.uplink, state, verdicts, note + f"{cur.uplink} is up; {first.uplink} ranks higher but is "
-                 f"held down ({_held_down(policy, state, first.uplink)})")
+    better = sorted((v for v in verdicts if v.candidate and v.key < cur.key), key=lambda v: v.key)
+    if not better:
+        if health is Health.UP:
+            return _done(cur.uplink, state, verdicts, note + f"{cur.uplink} is up and no usable uplink ranks higher")
+        then = " (the confirming burst decides whether it is down)" if health is Health.SUSPECT else ""
+        return _done(cur.uplink, state, verdicts, note + f"{cur.uplink} is {health.value}; no better uplink is "
+                                                         f"usable{then}")
+    eligible = [v for v in better if _held_down(policy, state, v.uplink) is None]
+    if not eligible:
+        first = better[0]
+        return _done(cur.uplink, state, verdicts, note + f"{cur.uplink} is {health.value}; {first.uplink} ranks "
+                     f"higher but is held down ({_held_down(policy, state, first.uplink)})")
+    dwell = _dwell_left(policy, state)
+    if dwell:
+        return _done(cur.uplink, state, verdicts, note + f"{eligible[0].uplink} ranks higher and has held for the "
+                     f"hold-down, but the last move was less than min_dwell ago: {dwell} to go")
+    return _done(eligible[0].uplink, state, verdicts, note + f"fail back: {eligible[0].uplink} ranks higher than "
+                 f"{cur.uplink} and has been up for the hold-down ({_dur(policy.failback.hold_down)})")
+
+
+def _urgent(policy: Policy, state: State, cur: Verdict) -> str:
+    """Why the current uplink must be left now ('' = it need not): link, DOWN, over a limit."""
+    for step in cur.steps:
+        if step.check in ("link", "limits") and not step.ok:
+            return step.detail
+    if _health(state, cur.uplink) is Health.DOWN:
+        return "health down"
+    return ""
 
 
 def _with_hold_down(policy: Policy, state: State, v: Verdict) -> Verdict:
@@ -314,10 +334,6 @@ def _health(state: State, name: str) -> Health:
     return next((u.health for u in state.uplinks if u.name == name), Health.UNKNOWN)
 
 
-def _link_ok(v: Verdict) -> bool:
-    return all(s.ok for s in v.steps if s.check in ("managed", "link"))
-
-
 def _held_down(policy: Policy, state: State, name: str) -> str | None:
     """None if `name` has been UP for the hold-down; else why it is still held down."""
     up = next(u for u in state.uplinks if u.name == name)
@@ -337,7 +353,7 @@ def _dwell_left(policy: Policy, state: State) -> str:
     return _dur(left) if left > 0 else ""
 
 
-def _rank_words(policy: Policy, v: Verdict) -> str:
+def _rank_words(v: Verdict) -> str:
     assert v.key is not None
     metered = ", metered" if v.key[0] else ""
     return f" (rank {v.key[1] + 1}{metered})"

@@ -54,11 +54,19 @@ E, W, C = "10.1.0.2", "192.168.1.2", "100.64.0.2"
     # failback after the hold-down
     (state("wlan0", now=1000, eth0=up(E, since=960), wlan0=up(W), wwan0=up(C)),
      "eth0", "move", "fail back: eth0 ranks higher than wlan0"),
-    # nothing usable
+    # nothing usable: stay (no thrashing)
     (state("wlan0", eth0=up(E, health="down"), wlan0=up(W, admin_up=False, health="down")),
-     None, "none", "no uplink is usable: eth0: health down; wlan0: admin down"),
+     "wlan0", "stay", "wlan0 is not usable (admin down) but no other uplink is usable: staying"),
+    (state(None, eth0=up(E, health="down"), wlan0=up(W, admin_up=False, health="down")),
+     None, "none", "the SA is on no uplink and no uplink is usable: eth0: health down; wlan0: admin down"),
+    # an UNKNOWN current uplink is not left for a worse one
+    (state("wlan0", eth0=up(E, health="down"), wlan0=up(W, health="unknown"), wwan0=up(C)),
+     "wlan0", "stay", "wlan0 is unknown; no better uplink is usable"),
+    # the last move was too recent for a failback
+    (dict(state("wlan0", now=1000, eth0=up(E, since=900), wlan0=up(W)), last_move=990),
+     "wlan0", "stay", "less than min_dwell ago: 20s to go"),
     # an up uplink without an address is not usable
-    (state(None, eth0=up(E, addresses=[]), wlan0=up(W)), "wlan0", "move", "no current uplink"),
+    (state(None, eth0=up(E, addresses=[]), wlan0=up(W)), "wlan0", "move", "the SA is on no uplink"),
     # unmanaged devices never count
     (state("wlan0", tun0=up("10.9.9.9"), wlan0=up(W)), "wlan0", "stay", "no usable uplink ranks higher"),
     # a manual switch to a usable uplink wins
