@@ -61,7 +61,9 @@ def _rules(u: t.Uplink, kind: str, arg: int | None) -> list[str]:
         return [f"forward iifname {lan} drop", f"forward oifname {lan} drop",
                 f"input iifname {lan} drop", f"output oifname {lan} drop"]
     if kind == "loss":
-        m = f"numgen random mod 100 < {arg} drop"
+        if not arg:
+            return []
+        m = "drop" if arg >= 100 else f"numgen random mod 100 < {arg} drop"
         return [f"forward iifname {lan} {m}", f"forward oifname {lan} {m}",
                 f"input iifname {lan} {m}", f"output oifname {lan} {m}"]
     if kind == "drop-udp":

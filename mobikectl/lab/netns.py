@@ -48,6 +48,7 @@ def run(argv: list[str], *, check: bool = True, input: str | None = None,
         raise ToolMissing(argv[0], TOOLS.get(os.path.basename(argv[0]), argv[0])) from None
     if check and proc.returncode != 0:
         msg = (proc.stderr or proc.stdout).strip().replace("\n", "; ")
+        msg = msg if len(msg) < 300 else msg[:300] + "..."
         raise InternalError(f"{' '.join(argv)[:200]}: {msg or f'exit {proc.returncode}'}")
     return proc
 
