@@ -1,0 +1,358 @@
+"""The failover engine: facts and `now` in, orders out. No I/O, no clock, no randomness:
+the same facts at the same times give the same orders.
+
+    engine = Engine(policy, now)
+    orders = engine.handle(fact, now)        # a fact observed at monotonic time `now`
+    orders = engine.handle_timer(now)        # when now >= engine.next_deadline()
+    engine.view()                            # JSON-able state for `mobikectl status`
+
+Each call runs in three steps: apply the fact (or the timers due), then re-derive what the
+fact may have changed (the paths, which one is active, the decision per gateway), then
+send the probes that are due. Orders come out in that order; Notes precede the order they
+explain. See docs/engine.md for the theory of operation.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+
+from mobikectl.engine import actions as A
+from mobikectl.engine import inputs as F
+from mobikectl.engine.decide import Candidate, Override, choose
+from mobikectl.engine.health import PathHealth, Transition
+from mobikectl.engine.ids import Health, Path, ProbeKind
+from mobikectl.engine.moves import Gateway, Move
+from mobikectl.engine.probing import Budget, PathProbe, probe_bytes
+from mobikectl.engine.sas import SaTable
+from mobikectl.engine.charon import CharonFacts
+from mobikectl.engine.steering import Steering
+from mobikectl.engine.uplinks import Uplinks, family
+from mobikectl.engine.view import render
+from mobikectl.policy.model import Policy
+
+DEFAULT_ROUTE_PROTO = 73  # mobikectl.settings.ROUTE_PROTO; passed in by the daemon
+FRESH = 2.0  # a standby path that answered this recently is not re-probed on suspicion
+FRESH_METERED = 10.0
+
+R_ACTIVE, R_STANDBY, R_RISE, R_BURST, R_CHECK = (
+    "active path", "standby path", "rising", "confirming burst", "active path suspect: checking standby")
+
+
+class Engine(Steering, CharonFacts):
+    def __init__(self, policy: Policy, now: float, *, route_proto: int = DEFAULT_ROUTE_PROTO) -> None:
+        self.policy = policy
+        self.started_at = now
+        self.now = now
+        self.route_proto = route_proto
+        self.uplinks = Uplinks(policy, route_proto)
+        self.sas = SaTable(policy)
+        self.paths: dict[tuple[str, str], PathProbe] = {}
+        self.gateways: dict[str, Gateway] = {}
+        self.budgets: dict[str, Budget] = {}
+        self.active: set[tuple[str, str]] = set()
+        self.override: Override | None = None
+        self.charon_up = True
+        self.awaiting_snapshot = False
+        self.inbound_packets: int | None = None
+        self.inbound_at: float | None = None
+        self.moves: deque[Move] = deque(maxlen=20)
+        self.sa_uplink: dict[str, str] = {}  # local address -> the uplink it was last seen on
+        self.topology_dirty = True
+        self.decide_dirty = True
+        self._handlers = {
+            F.LinkChanged: self._on_link, F.AddressChanged: self._on_address,
+            F.RouteChanged: self._on_route, F.NetSnapshot: self._on_net_snapshot,
+            F.ProbeReplied: self._on_reply, F.ProbeLost: self._on_probe_lost,
+            F.TunnelInbound: self._on_inbound,
+            F.SaSnapshot: self._on_sa_snapshot, F.IkeUp: self._on_ike_up, F.IkeDown: self._on_ike_down,
+            F.IkeUpdated: self._on_ike_updated, F.IkeRekeyed: self._on_ike_rekeyed,
+            F.ChildRekeyed: self._on_child_rekeyed, F.CharonConnected: self._on_charon_connected,
+            F.CharonLost: self._on_charon_lost, F.ActionFailed: self._on_action_failed,
+            F.SwitchRequested: self._on_switch, F.PolicyLoaded: self._on_policy,
+        }
+
+    # --- the API ----------------------------------------------------------------------------
+    def handle(self, fact: object, now: float) -> list[object]:
+        handler = self._handlers.get(type(fact))
+        if handler is None:
+            raise TypeError(f"Engine.handle: unexpected fact {fact!r}")
+        self.now = now
+        out: list[object] = []
+        handler(fact, now, out)
+        self._settle(now, out)
+        return out
+
+    def handle_timer(self, now: float) -> list[object]:
+        self.now = now
+        out: list[object] = []
+        for pp in self._sorted_paths():
+            for probe in pp.expired(now):
+                self._missed(pp, probe.burst, "timeout", now, out)
+        self._gateway_timers(now, out)
+        if self.override is not None and self.override.until is not None and self.override.until <= now:
+            out.append(A.Note("switch", f"manual switch to {self.override.uplink} expired; back to automatic",
+                              {"uplink": self.override.uplink, "expired": True}))
+            self.override = None
+            self.decide_dirty = True
+        self._settle(now, out)
+        return out
+
+    def next_deadline(self) -> float | None:
+        times = [t for pp in self.paths.values() if (t := pp.next_deadline()) is not None]
+        for gw in self.gateways.values():
+            times.extend(gw.deadlines())
+        if self.override is not None and self.override.until is not None:
+            times.append(self.override.until)
+        return min(times) if times else None
+
+    def set_policy(self, policy: Policy, now: float) -> list[object]:
+        return self.handle(F.PolicyLoaded(policy), now)
+
+    def view(self) -> dict:
+        return render(self)
+
+    # --- netlink ----------------------------------------------------------------------------
+    def _on_link(self, fact: F.LinkChanged, now: float, out: list) -> None:
+        self.uplinks.link_changed(fact)
+        self.topology_dirty = True
+
+    def _on_address(self, fact: F.AddressChanged, now: float, out: list) -> None:
+        self.uplinks.address_changed(fact)
+        self.topology_dirty = True
+
+    def _on_route(self, fact: F.RouteChanged, now: float, out: list) -> None:
+        gw = self.uplinks.route_changed(fact)
+        if gw is not None:
+            self._our_route_changed(gw, fact, now, out)
+        self.topology_dirty = True
+
+    def _on_net_snapshot(self, fact: F.NetSnapshot, now: float, out: list) -> None:
+        self.uplinks.snapshot(fact)
+        for gw in sorted(set(self.uplinks.steering) | set(self.gateways)):
+            route = self.uplinks.steering.get(gw)
+            self._our_route_changed(gw, route or F.RouteChanged(f"{gw}/32", None, None, present=False,
+                                                                proto=self.route_proto), now, out)
+        self.topology_dirty = True
+
+    # --- probes -----------------------------------------------------------------------------
+    def _on_reply(self, fact: F.ProbeReplied, now: float, out: list) -> None:
+        pp = self.paths.get((fact.path.uplink, fact.path.gateway))
+        if pp is None:
+            return
+        pp.received(fact.kind, now)
+        if pp.inflight.pop(fact.seq, None) is None:  # late (already timed out) or unknown
+            if fact.seq <= pp.seq:
+                pp.health.learn_rtt(fact.rtt)
+            return
+        tr = pp.health.answered(now, fact.rtt)
+        if tr is not None:
+            self._transition(pp, tr, now, out)
+        elif pp.health.state in (Health.UNKNOWN, Health.DOWN) and pp.key not in self.active:
+            pp.next_at = min(pp.next_at if pp.next_at is not None else now, now + pp.health.timing.interval)
+
+    def _on_probe_lost(self, fact: F.ProbeLost, now: float, out: list) -> None:
+        pp = self.paths.get((fact.path.uplink, fact.path.gateway))
+        if pp is None:
+            return
+        probe = pp.inflight.pop(fact.seq, None)
+        if probe is not None:
+            self._missed(pp, probe.burst, fact.why or "lost", now, out)
+
+    def _on_inbound(self, fact: F.TunnelInbound, now: float, out: list) -> None:
+        before, self.inbound_packets = self.inbound_packets, fact.packets
+        if before is None or fact.packets <= before:
+            return
+        self.inbound_at = now
+        for key in sorted(self.active):
+            pp = self.paths.get(key)
+            if pp is not None and pp.can_probe():
+                tr = pp.health.answered(now)
+                if tr is not None:
+                    self._transition(pp, tr, now, out)
+
+    def _missed(self, pp: PathProbe, burst: bool, why: str, now: float, out: list) -> None:
+        tr = pp.health.missed(now, burst=burst, why=why)
+        if tr is not None:
+            self._transition(pp, tr, now, out)
+
+    def _transition(self, pp: PathProbe, tr: Transition, now: float, out: list) -> None:
+        name = pp.path.id if pp.path else f"{pp.uplink}>{pp.gateway}"
+        out.append(A.Note("probe", f"{name}: {tr.old.value} -> {tr.new.value} ({tr.why})",
+                          {"path": name, "uplink": pp.uplink, "from": tr.old.value, "to": tr.new.value,
+                           "event": tr.event.value}))
+        self.decide_dirty = True
+        if tr.new is Health.SUSPECT:
+            pp.start_burst(now)
+            pp.next_at = None
+            if pp.key in self.active:
+                self._check_standbys(pp, now, out)
+            return
+        pp.stop_burst()
+        pp.next_at = now + self._period(pp)
+
+    def _check_standbys(self, suspect: PathProbe, now: float, out: list) -> None:
+        """The active path is suspect: make sure the target of a move is known good."""
+        for pp in self._sorted_paths():
+            if pp.gateway != suspect.gateway or pp is suspect or not pp.can_probe():
+                continue
+            if pp.health.state is Health.SUSPECT or pp.key in self.active:
+                continue
+            metered = self.policy.metered(pp.uplink)
+            last = pp.health.last_answer
+            if last is not None and now - last < (FRESH_METERED if metered else FRESH):
+                continue
+            kind = self._kind(pp)
+            budget = self.budgets.get(pp.uplink)
+            if budget is not None and not budget.allows(2 * probe_bytes(kind, pp.gateway), now):
+                continue
+            self._send(pp, kind, now, False, R_CHECK, out)
+            pp.next_at = now + self._period(pp)
+
+    def _period(self, pp: PathProbe) -> float:
+        t, h = pp.health.timing, pp.health
+        if pp.key in self.active or h.state is Health.UNKNOWN or (h.state is Health.DOWN and h.answers):
+            return t.interval
+        return t.standby_interval
+
+    def _kind(self, pp: PathProbe) -> ProbeKind:
+        kinds = self.policy.probes.kinds
+        if pp.key in self.active and "data" in kinds and self._vip(pp.gateway):
+            return ProbeKind.DATA
+        if "echo" in kinds or "ike" not in kinds:
+            return ProbeKind.ECHO
+        return ProbeKind.IKE
+
+    def _vip(self, gateway: str) -> str | None:
+        """The virtual IP a DATA probe leaves from (None: no DATA probe possible)."""
+        target = self.policy.probes.data_target
+        if not target:
+            return None
+        for sa in self.sas.on_gateway(gateway):
+            for vip in sa.vips:
+                if family(vip) == family(target):
+                    return vip
+        return None
+
+    def _send(self, pp: PathProbe, kind: ProbeKind, now: float, burst: bool, reason: str, out: list) -> None:
+        seq, timeout, size = pp.sent(kind, now, burst)
+        budget = self.budgets.get(pp.uplink)
+        if budget is not None:
+            budget.spend(2 * size, now)
+        if kind is ProbeKind.DATA:
+            out.append(A.SendProbe(pp.path, kind, seq, round(timeout, 6), reason,  # type: ignore[arg-type]
+                                   src=self._vip(pp.gateway), dst=self.policy.probes.data_target))
+        else:
+            out.append(A.SendProbe(pp.path, kind, seq, round(timeout, 6), reason))  # type: ignore[arg-type]
+
+    def _send_due(self, now: float, out: list) -> None:
+        for pp in self._sorted_paths():
+            if not pp.can_probe():
+                continue
+            timing = pp.health.timing
+            if pp.burst_left and pp.burst_at is not None and pp.burst_at <= now:
+                self._send(pp, self._kind(pp), now, True, R_BURST, out)
+                pp.burst_left -= 1
+                pp.burst_at = now + timing.confirm_interval if pp.burst_left else None
+            if pp.next_at is None or pp.next_at > now:
+                continue
+            active = pp.key in self.active
+            if active and self.inbound_at is not None and now - self.inbound_at < timing.interval:
+                pp.next_at = self.inbound_at + timing.interval  # the tunnel's traffic answered for us
+                continue
+            kind = self._kind(pp)
+            period = self._period(pp)
+            budget = self.budgets.get(pp.uplink)
+            rising = period == timing.interval
+            if budget is not None and not active and not rising:
+                cost = 2 * probe_bytes(kind, pp.gateway)
+                if not budget.allows(cost, now):
+                    pp.next_at = budget.ready_at(cost, now)
+                    continue
+            self._send(pp, kind, now, False, R_ACTIVE if active else (R_RISE if rising else R_STANDBY), out)
+            pp.next_at = now + period
+
+    # --- the paths --------------------------------------------------------------------------
+    def _settle(self, now: float, out: list) -> None:
+        if self.topology_dirty:
+            self._sync_paths(now, out)
+        if self.decide_dirty:
+            self.decide_dirty = False
+            self._decide_all(now, out)
+        self._send_due(now, out)
+
+    def _sorted_paths(self) -> list[PathProbe]:
+        return [self.paths[k] for k in sorted(self.paths)]
+
+    def _sync_paths(self, now: float, out: list) -> None:
+        self.topology_dirty = False
+        self.decide_dirty = True
+        gws = set(self.sas.gateways()) | set(self.uplinks.steering)
+        gws |= {g for g, st in self.gateways.items() if st.move is not None}
+        for g in gws:
+            self.gateways.setdefault(g, Gateway(g))
+        for g in [g for g in self.gateways if g not in gws]:
+            del self.gateways[g]
+        managed = self.uplinks.managed()
+        wanted = {(u.ifname, g) for u in managed for g in gws}
+        for key in [k for k in self.paths if k not in wanted]:
+            del self.paths[key]
+        for up in managed:
+            cls = self.policy.class_of(up.ifname)
+            assert cls is not None
+            if self.policy.metered(up.ifname) and cls.monthly_budget_mb > 0:
+                budget = self.budgets.get(up.ifname)
+                if budget is None or budget.monthly != cls.monthly_budget_mb * 1e6:
+                    self.budgets[up.ifname] = Budget(cls.monthly_budget_mb * 1e6, now)
+            for g in sorted(gws):
+                pp = self.paths.get((up.ifname, g))
+                if pp is None:
+                    pp = self.paths[(up.ifname, g)] = PathProbe(
+                        up.ifname, g, PathHealth(cls.probe, cls.limits, now), now)
+                local = up.source(family(g))
+                pp.set_local(local)
+                why = up.down_reason() or ("" if local else "no usable address")
+                if why and (not pp.down_reason or pp.health.state is not Health.DOWN):
+                    pp.inflight.clear()
+                    tr = pp.health.link_lost(now, why)
+                    if tr is not None:
+                        self._transition(pp, tr, now, out)
+                elif not why and pp.down_reason:
+                    pp.next_at = now
+                pp.down_reason = why
+        self.budgets = {k: v for k, v in self.budgets.items() if self.policy.metered(k)}
+
+    def _current(self, g: str) -> Path | None:
+        """Where the SA to gateway `g` sits (or, with no SA, where our route points)."""
+        sas = self.sas.on_gateway(g)
+        if not sas:
+            return self.gateways[g].route
+        local = sas[0].local_host
+        owner = self.uplinks.owner_of(local)
+        if owner is not None:
+            self.sa_uplink[local] = owner.ifname
+        uplink = owner.ifname if owner is not None else self.sa_uplink.get(local)
+        return None if uplink is None else Path(uplink, local, g)  # type: ignore[arg-type]
+
+    def _candidates(self, g: str) -> list[Candidate]:
+        out = []
+        for pp in self._sorted_paths():
+            if pp.gateway == g and pp.path is not None:
+                rank = self.policy.rank(pp.uplink)
+                out.append(Candidate(pp.path, pp.health.state, pp.health.up_since,
+                                     rank if rank is not None else 99, self.policy.metered(pp.uplink)))
+        return out
+
+    def _refresh_active(self, now: float) -> None:
+        active = set()
+        for g in self.gateways:
+            cur = self._current(g)
+            if cur is not None and (cur.uplink, g) in self.paths:
+                active.add((cur.uplink, g))
+        for key in active - self.active:
+            self.paths[key].next_at = now
+        for key in self.active - active:
+            if key in self.paths:
+                pp = self.paths[key]
+                self.active = self.active - {key}
+                pp.next_at = now + self._period(pp)
+        self.active = active

@@ -1,0 +1,184 @@
+"""The engine's steering half: decide per gateway, steer (SteerTo), confirm the move, retry,
+fall back to a new SA. A mixin of `Engine` (engine.py holds the paths and probes; this
+module reads them). See moves.py for the life of a move and decide.py for the rules.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from mobikectl.engine import actions as A
+from mobikectl.engine import inputs as F
+from mobikectl.engine.decide import choose
+from mobikectl.engine.ids import Health, Path
+from mobikectl.engine.moves import ABORTED, CONFIRMED, FAILED, FALLBACK, Gateway, Move
+from mobikectl.engine.uplinks import family
+
+if TYPE_CHECKING:
+    from mobikectl.engine.engine import Engine
+
+
+class Steering:
+    # --- deciding -------------------------------------------------------------------------
+    def _decide_all(self: "Engine", now: float, out: list) -> None:
+        self._refresh_active(now)
+        if not self.charon_up or self.awaiting_snapshot:
+            return
+        self._check_override(now, out)
+        for g in sorted(self.gateways):
+            gw = self.gateways[g]
+            if gw.move is not None:
+                target = self.paths.get((gw.move.target.uplink, g))
+                if target is None or target.health.state is Health.DOWN or target.path != gw.move.target:
+                    self._end_move(gw, ABORTED, "the target path went down or away", now, out)
+                else:
+                    continue
+            if gw.blocked_until is not None and now < gw.blocked_until:
+                continue
+            current = self._current(g)
+            choice = choose(current, self._candidates(g), now=now, started_at=self.started_at,
+                            last_move_at=gw.last_move_at, failback=self.policy.failback,
+                            override=self.override)
+            gw.recheck_at = choice.recheck_at
+            if choice.target is not None:
+                self._start_move(gw, current, choice.target, choice.reason, choice.manual, now, out)
+                continue
+            if choice.reason != gw.why:
+                out.append(A.Note("decision", choice.reason, {"gateway": g, "stay": True}))
+            gw.why, gw.chosen = choice.reason, current
+            self._pin(gw, current, now, out)
+
+    def _check_override(self: "Engine", now: float, out: list) -> None:
+        ov = self.override
+        if ov is None or ov.force:
+            return
+        states = [pp.health.state for pp in self.paths.values() if pp.uplink == ov.uplink]
+        if not states or all(s is Health.DOWN for s in states):
+            out.append(A.Note("switch", f"manual switch to {ov.uplink} ended: {ov.uplink} is down",
+                              {"uplink": ov.uplink, "ended": True}))
+            self.override = None
+
+    def _nexthop(self: "Engine", path: Path) -> str | None:
+        up = self.uplinks.links.get(path.uplink)
+        return None if up is None else up.nexthop(family(path.gateway))
+
+    def _pin(self: "Engine", gw: Gateway, current: Path | None, now: float, out: list) -> None:
+        """Keep our route on the path the SA sits on, so charon's own roaming follows it."""
+        if current is None or gw.route_retry_at is not None:
+            return
+        pp = self.paths.get((current.uplink, gw.address))
+        if pp is None or pp.path != current or pp.health.state is Health.DOWN:
+            return
+        nexthop = self._nexthop(current)
+        if gw.route == current and gw.route_nexthop == nexthop:
+            return
+        reason = f"keep the steering route on {current.uplink}, where the SA is"
+        gw.route, gw.route_nexthop, gw.route_seen = current, nexthop, False
+        out.append(A.SteerTo(current, nexthop, reason))
+
+    # --- moving ---------------------------------------------------------------------------
+    def _start_move(self: "Engine", gw: Gateway, current: Path | None, target: Path, reason: str,
+                    manual: bool, now: float, out: list) -> None:
+        nexthop = self._nexthop(target)
+        sas = self.sas.on_gateway(gw.address)
+        out.append(A.Note("decision", reason, {"gateway": gw.address, "to": target.to_json(),
+                                               "from": current.to_json() if current else None}))
+        out.append(A.SteerTo(target, nexthop, reason))
+        gw.route, gw.route_nexthop, gw.route_seen = target, nexthop, False
+        gw.chosen, gw.why = target, reason
+        if not sas or all(sa.local_host == target.local for sa in sas):
+            return  # nothing to move: the route alone is the decision
+        move = Move(gw.address, current, target, reason, now, now + self.policy.moves.confirm_timeout,
+                    manual=manual)
+        move.history.append(f"{now:.3f} steer")
+        gw.move, gw.last_move_at = move, now
+        self.moves.append(move)
+
+    def _confirm_moves(self: "Engine", now: float, out: list, ike_update: bool = False) -> None:
+        for gw in self.gateways.values():
+            m = gw.move
+            if m is None:
+                continue
+            sas = self.sas.on_gateway(gw.address)
+            if m.outcome == FALLBACK:
+                done = any(sa.name in m.fallback_names and sa.local_host == m.target.local
+                           and sa.spis not in m.fallback_old for sa in sas)
+            else:
+                done = bool(sas) and all(sa.local_host == m.target.local for sa in sas)
+            if done:
+                if ike_update and m.ike_update_at is None:
+                    m.ike_update_at = now
+                self._end_move(gw, CONFIRMED, "charon reports the SA on the chosen path", now, out)
+
+    def _end_move(self: "Engine", gw: Gateway, outcome: str, why: str, now: float, out: list) -> None:
+        m = gw.move
+        assert m is not None
+        gw.move = None
+        m.outcome = outcome
+        m.history.append(f"{now:.3f} {outcome}: {why}")
+        self.decide_dirty = True
+        if outcome == CONFIRMED:
+            m.confirmed_at = now
+            took = (now - m.decided_at) * 1000
+            out.append(A.Note("move", f"moved to {m.target.id} in {took:.0f} ms ({why})",
+                              {"gateway": gw.address, "to": m.target.to_json(), "took_ms": round(took, 1)}))
+            return
+        out.append(A.Note("move", f"move to {m.target.id} {outcome}: {why}",
+                          {"gateway": gw.address, "to": m.target.to_json(), "outcome": outcome}))
+        if outcome == FAILED:
+            gw.blocked_until = now + self.policy.failback.min_dwell
+            out.append(A.Resync(f"the move to {m.target.uplink} failed"))
+
+    def _move_failed(self: "Engine", gw: Gateway, why: str, now: float, out: list) -> None:
+        m = gw.move
+        assert m is not None
+        moves = self.policy.moves
+        if m.outcome == FALLBACK:
+            self._end_move(gw, FAILED, f"no new SA over {m.target.uplink} ({why})", now, out)
+            return
+        if m.attempts <= moves.retries:
+            m.attempts += 1
+            m.deadline = now + moves.confirm_timeout
+            m.history.append(f"{now:.3f} retry: {why}")
+            reason = f"retry {m.attempts - 1}/{moves.retries}: the move to {m.target.uplink} was not confirmed ({why})"
+            out.append(A.Note("move", reason, {"gateway": gw.address, "attempt": m.attempts}))
+            out.append(A.SteerTo(m.target, self._nexthop(m.target), reason))
+            out.append(A.Resync("confirm the move"))
+            return
+        sas = [sa for sa in self.sas.on_gateway(gw.address) if sa.local_host != m.target.local]
+        m.outcome = FALLBACK
+        m.fallback_names = tuple(sorted({sa.name for sa in sas}))
+        m.fallback_old = tuple(sa.spis for sa in sas)
+        m.deadline = now + 2 * moves.confirm_timeout
+        m.history.append(f"{now:.3f} fallback: {why}")
+        reason = (f"the move to {m.target.uplink} was not confirmed after {m.attempts} attempts ({why}): "
+                  f"a new IKE_SA over {m.target.uplink}")
+        out.append(A.Note("move", reason, {"gateway": gw.address, "fallback": True}))
+        for name in m.fallback_names:
+            out.append(A.Initiate(name, reason))  # type: ignore[arg-type]
+        for sa in sas:
+            out.append(A.Terminate(sa.name, sa.spi_i, sa.spi_r, f"replaced by a new IKE_SA over {m.target.uplink}"))
+
+    def _gateway_timers(self: "Engine", now: float, out: list) -> None:
+        for g in sorted(self.gateways):
+            gw = self.gateways[g]
+            if gw.move is not None and gw.move.deadline <= now:
+                self._move_failed(gw, f"no confirmation within {gw.move.deadline - gw.move.decided_at:g} s"
+                                  if gw.move.attempts == 1 and gw.move.outcome != FALLBACK else "timeout", now, out)
+            for attr in ("recheck_at", "blocked_until", "route_retry_at"):
+                t = getattr(gw, attr)
+                if t is not None and t <= now:
+                    setattr(gw, attr, None)
+                    self.decide_dirty = True
+
+    # --- our steering route as netlink shows it --------------------------------------------
+    def _our_route_changed(self: "Engine", g: str, route: F.RouteChanged, now: float, out: list) -> None:
+        gw = self.gateways.setdefault(g, Gateway(g))
+        if route.present and route.ifname:
+            path = Path(route.ifname, route.src or "", g)  # type: ignore[arg-type]
+            gw.route, gw.route_nexthop, gw.route_seen = path, route.nexthop, True
+            if gw.move is not None and gw.move.target == path and gw.move.route_set_at is None:
+                gw.move.route_set_at = now
+        elif gw.route is not None and (route.ifname is None or route.ifname == gw.route.uplink):
+            gw.route, gw.route_nexthop, gw.route_seen = None, None, False
+        self.decide_dirty = True
