@@ -193,7 +193,7 @@ class ControlServer:
         try:
             reply = self._read(cmd) if cmd in READ else self._change(request)
         except ControlError as exc:
-            reply = error_reply(exc.code, exc.message)
+            reply = error_reply(exc.code, exc.message, exc.problems)
         return self._send(conn, reply)
 
     def _authorize(self, peer: Peer, cmd: str) -> None:
@@ -219,7 +219,7 @@ class ControlServer:
             log.exception("get_view failed")
             raise ControlError(EX_SOFTWARE, f"cannot read the daemon's state: {type(exc).__name__}: {exc}") from None
         if cmd == "paths":
-            body = {"paths": view.get("paths", []), "uplinks": view.get("uplinks", {}),
+            body = {"now": view.get("now"), "paths": view.get("paths", []), "uplinks": view.get("uplinks", {}),
                     "probe_counters": view.get("probe_counters", {})}
         else:
             body = {cmd: view}
@@ -230,7 +230,7 @@ class ControlServer:
         try:
             reply = self._submit(request)
         except MobikectlError as exc:
-            raise ControlError(exc.exit_code, str(exc)) from None
+            raise ControlError(exc.exit_code, str(exc), getattr(exc, "problems", None)) from None
         except TimeoutError:
             raise ControlError(EX_UNAVAILABLE, "the daemon's run loop did not answer in time") from None
         except Exception as exc:

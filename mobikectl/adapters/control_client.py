@@ -24,9 +24,11 @@ DEFAULT_TIMEOUT = 10.0
 _BY_CODE = {1: NotOk, 2: UsageError, 65: DataError, 69: Unavailable, 77: PermissionDenied}
 
 
-def error_for(code: object, message: str) -> MobikectlError:
-    """The error a reply's {"code", "message"} stands for."""
+def error_for(code: object, message: str, problems: list | None = None) -> MobikectlError:
+    """The error a reply's {"code", "message", "problems"} stands for."""
     cls = _BY_CODE.get(code, InternalError) if isinstance(code, int) else InternalError
+    if cls is DataError and isinstance(problems, list) and problems:
+        return DataError(message, [str(p) for p in problems])
     return cls(message)
 
 
@@ -79,7 +81,8 @@ class _Connection:
                             f"this mobikectl reads schema {SCHEMA} (versions differ?)")
         if doc.get("ok") is False:
             error = doc.get("error") if isinstance(doc.get("error"), dict) else {}
-            raise error_for(error.get("code"), str(error.get("message", "the daemon refused without a reason")))
+            raise error_for(error.get("code"), str(error.get("message", "the daemon refused without a reason")),
+                            error.get("problems"))
         return doc
 
     def close(self) -> None:

@@ -20,18 +20,23 @@ COMMANDS = READ + CHANGE
 class ControlError(Exception):
     """A request the server answers with an error reply (code = an exit code)."""
 
-    def __init__(self, code: int, message: str) -> None:
+    def __init__(self, code: int, message: str, problems: list[str] | None = None) -> None:
         super().__init__(message)
         self.code = code
         self.message = message
+        self.problems = problems if problems and len(problems) > 1 else None
 
 
 def encode(doc: dict) -> bytes:
     return json.dumps(doc, separators=(",", ":"), allow_nan=False, default=str).encode() + b"\n"
 
 
-def error_reply(code: int, message: str) -> dict:
-    return {"schema": SCHEMA, "ok": False, "error": {"code": code, "message": message}}
+def error_reply(code: int, message: str, problems: list[str] | None = None) -> dict:
+    """An error reply; `problems` (every error of a bad policy file) only when > 1."""
+    error: dict = {"code": code, "message": message}
+    if problems and len(problems) > 1:
+        error["problems"] = list(problems)
+    return {"schema": SCHEMA, "ok": False, "error": error}
 
 
 def _bad(message: str) -> ControlError:
