@@ -40,6 +40,7 @@ from typing import Any
 from tenacity import RetryError, Retrying, retry_if_exception_type, wait_exponential
 
 from mobikectl.adapters import vici_translate as vt
+from mobikectl.adapters.charon_conf import check_charon_settings  # noqa: F401 (start-up check)
 from mobikectl.engine.actions import Initiate, Resync, Terminate
 from mobikectl.engine.inputs import CharonConnected, CharonLost, SaSnapshot
 from mobikectl.errors import InternalError, MobikectlError, NotOk, Unavailable

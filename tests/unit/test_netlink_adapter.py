@@ -1,0 +1,148 @@
+"""NetlinkAdapter with recorded kernel messages at the seam: snapshot first, then deltas,
+a re-dump after an overrun (ENOBUFS) and after a link goes admin-down, a prompt stop."""
+
+from __future__ import annotations
+
+import errno
+import socket
+import time
+
+from recorded.messages import netlink_messages, netlink_raw
+
+from mobikectl.adapters.netlink import NetlinkAdapter
+from mobikectl.engine.inputs import LinkChanged, NetSnapshot, RouteChanged
+
+
+class FakeSubscription:
+    """A socket the adapter can select() on; recv() replays datagrams or fails with ENOBUFS."""
+
+    def __init__(self):
+        self.r, self.w = socket.socketpair(socket.AF_UNIX, socket.SOCK_DGRAM)
+        self.overrun = False
+
+    def fileno(self):
+        return self.r.fileno()
+
+    def feed(self, data: bytes, overrun: bool = False):
+        self.overrun = overrun
+        self.w.send(data)
+
+    def recv(self, size):
+        data = self.r.recv(size)
+        if self.overrun:
+            self.overrun = False
+            raise OSError(errno.ENOBUFS, "No buffer space available")
+        return data
+
+    def close(self):
+        self.r.close()
+        self.w.close()
+
+
+def wait(facts, kind, count=1, timeout=3.0):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        found = [f for f in facts if isinstance(f, kind)]
+        if len(found) >= count:
+            return found
+        time.sleep(0.005)
+    raise AssertionError(f"no {count} x {kind.__name__}: {[type(f).__name__ for f in facts]}")
+
+
+def make():
+    facts, sub = [], FakeSubscription()
+    dumps = []
+
+    def dumper():
+        dumps.append(1)
+        return (netlink_messages("dump-rw", "links") + netlink_messages("dump-rw", "addrs")
+                + netlink_messages("dump-rw", "routes"))
+
+    adapter = NetlinkAdapter(emit=facts.append, subscriber=lambda: sub, dumper=dumper, tick_s=0.05)
+    return adapter, facts, sub, dumps
+
+
+def test_start_sends_one_snapshot_of_the_dump_before_any_delta():
+    adapter, facts, sub, dumps = make()
+    adapter.start()
+    try:
+        (snap,) = facts
+        assert isinstance(snap, NetSnapshot)
+        assert [link.ifname for link in snap.links] == ["lo", "wlan0", "wwan0", "ipsec0"]
+        assert {a.address for a in snap.addresses} >= {"10.1.0.2", "10.2.0.2", "10.99.0.1"}
+        assert {r.table for r in snap.routes} == {254}
+    finally:
+        adapter.stop()
+
+
+def test_deltas_follow_and_a_steering_route_is_reported():
+    adapter, facts, sub, dumps = make()
+    adapter.start()
+    try:
+        for raw in netlink_raw("route-steering")[:1]:
+            sub.feed(raw)
+        (route,) = wait(facts, RouteChanged)
+        assert (route.dst, route.ifname, route.proto) == ("203.0.113.10/32", "wwan0", 73)
+    finally:
+        adapter.stop()
+
+
+def test_carrier_loss_is_a_link_fact_without_a_redump():
+    adapter, facts, sub, dumps = make()
+    adapter.start()
+    try:
+        for raw in netlink_raw("link-carrier-loss"):
+            sub.feed(raw)
+        (link,) = wait(facts, LinkChanged)
+        assert (link.ifname, link.admin_up, link.carrier) == ("wwan0", True, False)
+        time.sleep(0.1)
+        assert len(dumps) == 1
+    finally:
+        adapter.stop()
+
+
+def test_admin_down_is_followed_by_a_fresh_snapshot():
+    adapter, facts, sub, dumps = make()
+    adapter.start()
+    try:
+        sub.feed(netlink_raw("link-admin-down")[0])
+        wait(facts, NetSnapshot, 2)
+        link = [f for f in facts if isinstance(f, LinkChanged)]
+        assert [(f.ifname, f.admin_up) for f in link] == [("wwan0", False)]
+        assert facts.index(link[0]) < len(facts) - 1  # the snapshot comes after the link fact
+    finally:
+        adapter.stop()
+
+
+def test_an_overrun_gives_a_new_snapshot():
+    adapter, facts, sub, dumps = make()
+    adapter.start()
+    try:
+        sub.feed(netlink_raw("route-steering")[0], overrun=True)
+        wait(facts, NetSnapshot, 2)
+        assert adapter.snapshots == 2 and len(dumps) == 2
+    finally:
+        adapter.stop()
+
+
+def test_repeated_identical_facts_are_sent_once():
+    adapter, facts, sub, dumps = make()
+    adapter.start()
+    try:
+        raw = netlink_raw("link-carrier-loss")[0]
+        sub.feed(raw)
+        sub.feed(raw)
+        wait(facts, LinkChanged)
+        time.sleep(0.1)
+        assert len([f for f in facts if isinstance(f, LinkChanged)]) == 1
+    finally:
+        adapter.stop()
+
+
+def test_stop_is_prompt():
+    adapter, facts, sub, dumps = make()
+    adapter.tick_s = 5.0
+    adapter.start()
+    t0 = time.monotonic()
+    adapter.stop()
+    assert time.monotonic() - t0 < 1.0 and not adapter._thread.is_alive()
