@@ -59,6 +59,7 @@ class Engine(Steering, CharonFacts):
         self.sa_uplink: dict[str, str] = {}  # local address -> the uplink it was last seen on
         self.topology_dirty = True
         self.decide_dirty = True
+        self._order: list[PathProbe] | None = None  # the paths in key order (a cache)
         self._handlers = {
             F.LinkChanged: self._on_link, F.AddressChanged: self._on_address,
             F.RouteChanged: self._on_route, F.NetSnapshot: self._on_net_snapshot,
@@ -98,7 +99,7 @@ class Engine(Steering, CharonFacts):
         return out
 
     def next_deadline(self) -> float | None:
-        times = [t for pp in self.paths.values() if (t := pp.next_deadline()) is not None]
+        times = [t for pp in self._sorted_paths() if (t := pp.next_deadline()) is not None]
         for gw in self.gateways.values():
             times.extend(gw.deadlines())
         if self.override is not None and self.override.until is not None:
@@ -281,7 +282,9 @@ class Engine(Steering, CharonFacts):
         self._send_due(now, out)
 
     def _sorted_paths(self) -> list[PathProbe]:
-        return [self.paths[k] for k in sorted(self.paths)]
+        if self._order is None:
+            self._order = [self.paths[k] for k in sorted(self.paths)]
+        return self._order
 
     def _sync_paths(self, now: float, out: list) -> None:
         self.topology_dirty = False
@@ -294,6 +297,7 @@ class Engine(Steering, CharonFacts):
             del self.gateways[g]
         managed = self.uplinks.managed()
         wanted = {(u.ifname, g) for u in managed for g in gws}
+        self._order = None
         for key in [k for k in self.paths if k not in wanted]:
             del self.paths[key]
         for up in managed:
@@ -319,6 +323,7 @@ class Engine(Steering, CharonFacts):
                 elif not why and pp.down_reason:
                     pp.next_at = now
                 pp.down_reason = why
+        self._order = None
         self.budgets = {k: v for k, v in self.budgets.items() if self.policy.metered(k)}
 
     def _current(self, g: str) -> Path | None:

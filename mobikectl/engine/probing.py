@@ -47,7 +47,7 @@ class Budget:
         self.monthly = monthly
         self.capacity = monthly * BUCKET_SHARE
         self.rate = (monthly - self.capacity) / MONTH
-        self.tokens = self.capacity
+        self.tokens = 0.0  # starts empty: from the start too, spend <= rate * elapsed (+ borrowing)
         self.at = now
 
     def _refill(self, now: float) -> None:
