@@ -10,6 +10,7 @@ controller's demo will replace `fault_link_down` with a blackhole and add a fail
 
 from __future__ import annotations
 
+import signal
 import sys
 import time
 from dataclasses import dataclass, field
@@ -174,6 +175,10 @@ def run_demo(lab, steps: list[Step] = STEPS, keep: bool = False, tl: Timeline | 
     return d
 
 
+def _interrupt(signum, frame):
+    raise KeyboardInterrupt
+
+
 @click.command("demo")
 @click.option("--name", default="demo", show_default=True, help="Lab name used by the demo.")
 @click.option("--keep", is_flag=True, help="Leave the lab up at the end (mobikectl lab down --name demo).")
@@ -187,6 +192,7 @@ def demo(name: str, keep: bool, profile: str) -> None:
 
     require_root("mobikectl demo")
     lab = Lab(name)
+    signal.signal(signal.SIGTERM, _interrupt)  # teardown runs on SIGTERM as on Ctrl-C
     click.echo("mobikectl demo: what charon does by itself when the laptop's Wi-Fi goes down")
     d = run_demo(lab, keep=keep, profile=profile)
     r = d.report or {}
