@@ -57,6 +57,7 @@ class ControlServer:
         self._inode: int | None = None
         self._stopping = threading.Event()
         self._threads: set[threading.Thread] = set()
+        self._subs: set = set()  # the followers' subscriptions
         self._lock = threading.Lock()
         self._numbers = itertools.count(1)
         self._accept: threading.Thread | None = None
@@ -72,7 +73,15 @@ class ControlServer:
     def stop(self) -> None:
         self._stopping.set()
         if self._listener is not None:
+            try:
+                self._listener.shutdown(socket.SHUT_RDWR)  # wakes accept() at once
+            except OSError:
+                pass
             self._listener.close()
+        with self._lock:
+            following = list(self._subs)
+        for sub in following:
+            sub.close()  # wakes the followers: they send "end" and hang up
         if self._accept is not None:
             self._accept.join(timeout=2)
         with self._lock:
@@ -102,7 +111,8 @@ class ControlServer:
             if gid is not None:
                 os.chown(self.path, -1, gid)
             else:
-                log.info("group %r does not exist: only root may use the control socket", self.read_group)
+                log.info("control socket: %s: only root may use it",
+                         f"group {self.read_group!r} does not exist" if self.read_group else "no read group")
             sock.listen(16)
             sock.settimeout(0.5)
         except OSError as exc:
@@ -155,6 +165,7 @@ class ControlServer:
             t.start()
 
     def _serve(self, conn: socket.socket) -> None:
+        reader = None
         try:
             conn.settimeout(self._idle)
             peer = self._credentials(conn)
@@ -175,6 +186,8 @@ class ControlServer:
         except Exception:
             log.exception("control connection failed")
         finally:
+            if reader is not None:
+                reader.close()  # the fd stays open while the file object lives
             conn.close()
             with self._lock:
                 self._threads.discard(threading.current_thread())
@@ -252,6 +265,8 @@ class ControlServer:
             self._send(conn, {"schema": SCHEMA, "ok": True, "end": "no more events"})
             return
         sub = self._hub.subscribe(since)
+        with self._lock:
+            self._subs.add(sub)
         try:
             if not self._send(conn, {"schema": SCHEMA, "ok": True, "follow": True, "last_seq": self._hub.last_seq,
                                      "first_seq": self._hub.first_seq}):
@@ -273,6 +288,8 @@ class ControlServer:
             self._send(conn, {"schema": SCHEMA, "ok": True, "end": "daemon stopping"})
         finally:
             sub.close()
+            with self._lock:
+                self._subs.discard(sub)
 
     @staticmethod
     def _send(conn: socket.socket, doc: dict) -> bool:
