@@ -174,5 +174,6 @@ def restart_cmd(name: str, node: str) -> None:
     """Restart a charon (SIGTERM, fresh private /run), load its configs again
     (swanctl --load-all); on rw also initiate the connection again."""
     result = _lab(name).restart_charon(node)
-    extra = ", tunnel up" if result.get("tunnel") else ""
+    extra = ", tunnel up" if result["tunnel"] else ", tunnel down: rw has no SA until it initiates again " \
+        f"(mobikectl lab restart-charon --name {name} rw, or the controller)"
     click.echo(f"lab {name}: charon in {node} restarted (pid {result['pid']}, {result['seconds']:.2f}s{extra})", err=True)

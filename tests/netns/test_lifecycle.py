@@ -75,3 +75,23 @@ def test_not_root_exits_77(lab_env):
                            "mobikectl", "lab", "up", "--name", "nobody"], capture_output=True, text=True, timeout=30)
     assert done.returncode == 77, done.stderr
     assert "root" in done.stderr and "Traceback" not in done.stderr
+
+
+def test_status_of_a_lab_that_is_not_up_exits_1(lab_env):
+    done = subprocess.run(["mobikectl", "lab", "status", "--name", "nosuchlab", "--json"],
+                          capture_output=True, text=True, timeout=30)
+    assert done.returncode == 1 and '"up": false' in done.stdout
+
+
+@pytest.mark.parametrize("attr, package", [("CHARON", "strongswan-charon"),
+                                           ("LIBIPSEC_PLUGIN", "libcharon-extra-plugins")])
+def test_missing_strongswan_names_the_package(lab_env, monkeypatch, attr, package):
+    from mobikectl.errors import ToolMissing
+    from mobikectl.lab import charon
+
+    monkeypatch.setattr(charon, attr, "/nonexistent/" + attr.lower())
+    lab = Lab(unique_lab_name())
+    with pytest.raises(ToolMissing) as info:
+        lab.up()
+    assert info.value.package == package and info.value.exit_code == 69
+    assert list_namespaces() == [ns for ns in list_namespaces() if not ns.startswith(f"mk-{lab.name}-")]

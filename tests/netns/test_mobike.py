@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import subprocess
 import time
 
 import pytest
 
 from mobikectl.lab import topology as t
+from mobikectl.lab.netns import pid_alive
 from mobikectl.lab.pinger import Pinger
 from mobikectl.lab.sas import EventListener
 
@@ -58,8 +60,11 @@ def test_restart_charon_rw_brings_the_tunnel_back(mobike_lab):
     lab = mobike_lab
     old_pid = lab.state.pids["rw"]
     before = the_sa(lab)
-    result = lab.restart_charon("rw")
-    assert result["pid"] != old_pid and result["tunnel"]
+    done = subprocess.run(["mobikectl", "lab", "restart-charon", "--name", lab.name, "rw"],
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert "tunnel up" in done.stderr
+    assert lab.state.pids["rw"] != old_pid and not pid_alive(old_pid)
     assert lab.tunnel_ok()
     after = the_sa(lab)
     assert after["initiator_spi"] != before["initiator_spi"]  # a new IKE_SA
