@@ -51,7 +51,7 @@ def build(lab: str, uplinks: list[str]) -> dict[str, str]:
         veth(t.RW, u.name, u.router, u.lan_dev)
         veth(u.router, u.wan_dev, t.CORE, u.core_dev)
     veth(t.GW, t.GW_WAN_DEV, t.CORE, t.CORE_GW_DEV)
-    veth(t.GW, t.GW_WAN6_DEV, t.CORE, t.CORE_GW6_DEV)
+    veth(t.GW, t.GW_WAN2_DEV, t.CORE, t.CORE_GW2_DEV)
     veth(t.GW, t.GW_LAN_DEV, t.SRV, t.SRV_DEV)
     for node in nodes:
         ip_batch(ns[node], links[node])
@@ -78,14 +78,15 @@ def build(lab: str, uplinks: list[str]) -> dict[str, str]:
             c.append(f"route add {u.subnet} via {u.wan_addr} dev {u.core_dev}")
     c = cfg[t.CORE]
     c.append(f"addr add {t.GW_CORE_ADDR}/{t.GW_PLEN} dev {t.CORE_GW_DEV}")
-    c.append(f"addr add {t.GW_CORE_ADDR6}/64 dev {t.CORE_GW6_DEV} nodad")
+    c.append(f"addr add {t.GW_CORE_ADDR2}/{t.GW_PLEN} dev {t.CORE_GW2_DEV}")
+    c.append(f"addr add {t.GW_CORE_ADDR6}/64 dev {t.CORE_GW2_DEV} nodad")
     g = cfg[t.GW]
-    for addr in t.GW_ADDRS:
-        g.append(f"addr add {addr}/{t.GW_PLEN} dev {t.GW_WAN_DEV}")
-    g.append(f"addr add {t.GW_ADDR6}/64 dev {t.GW_WAN6_DEV} nodad")
+    g.append(f"addr add {t.GW_ADDR}/{t.GW_PLEN} dev {t.GW_WAN_DEV}")
+    g.append(f"addr add {t.GW_ADDR2}/{t.GW_PLEN} dev {t.GW_WAN2_DEV}")
+    g.append(f"addr add {t.GW_ADDR6}/64 dev {t.GW_WAN2_DEV} nodad")
     g.append(f"addr add {t.GW_LAN_ADDR}/{t.LAN_PLEN} dev {t.GW_LAN_DEV}")
     g.append(f"route add default via {t.GW_CORE_ADDR} dev {t.GW_WAN_DEV}")
-    g.append(f"route add ::/0 via {t.GW_CORE_ADDR6} dev {t.GW_WAN6_DEV}")
+    g.append(f"route add ::/0 via {t.GW_CORE_ADDR6} dev {t.GW_WAN2_DEV}")
     cfg[t.SRV] += [f"addr add {t.SRV_ADDR}/{t.LAN_PLEN} dev {t.SRV_DEV}",
                    f"route add default via {t.GW_LAN_ADDR} dev {t.SRV_DEV}"]
     for node in nodes:

@@ -84,21 +84,26 @@ UPLINKS: dict[str, Uplink] = {
 }
 ALL_UPLINKS = tuple(UPLINKS)  # eth0, wlan0, wwan0 (preference order)
 
-# The gateway: two IPv4 addresses on its link to core, and one IPv6 address.
-GW_ADDRS = ("203.0.113.10", "203.0.113.11")
-GW_ADDR = GW_ADDRS[0]            # rw's remote_addrs
+# The gateway: two IPv4 addresses and one IPv6 address, on two links to core.
+#   wan  (core: gw)  203.0.113.10/24                      the address rw connects to
+#   wan2 (core: gw2) 198.51.100.10/24, 2001:db8:100::10/64
+# gw's charon uses only `wan` (interfaces_use), so it does NOT announce the other two as
+# MOBIKE additional addresses. Announced, they made rw's path checks after a roam pick
+# whichever pair answered first (192.168.20.2 -> the second address, or IPv6), so a steering
+# route to 203.0.113.10 no longer applied (seen in the lab). Both stay reachable for the
+# cases that configure several gateway addresses.
+GW_ADDR = "203.0.113.10"         # rw's remote_addrs
+GW_ADDR2 = "198.51.100.10"
+GW_ADDRS = (GW_ADDR, GW_ADDR2)
 GW_ADDR6 = "2001:db8:100::10"
 GW_PLEN = 24
-GW_CORE_ADDR = "203.0.113.1"     # core's address on the gw link (gw's default gateway)
+GW_CORE_ADDR = "203.0.113.1"     # core's address on the wan link (gw's default gateway)
+GW_CORE_ADDR2 = "198.51.100.1"
 GW_CORE_ADDR6 = "2001:db8:100::1"
-GW_WAN_DEV = "wan"               # in gw, towards core: the IPv4 addresses
-CORE_GW_DEV = "gw"               # in core, towards gw
-# gw's IPv6 address sits on a second link to core, so gw's charon (interfaces_use = wan)
-# does not announce it as a MOBIKE additional address: otherwise rw's path checks after a
-# roam answer first over IPv6 and the SA moves to IPv6, where IPv4 steering routes do not
-# apply (seen in the lab). Still reachable over IPv6 for cases that configure it.
-GW_WAN6_DEV = "wan6"
-CORE_GW6_DEV = "gw6"
+GW_WAN_DEV = "wan"               # in gw, towards core
+CORE_GW_DEV = "gw"               # in core, towards gw's wan
+GW_WAN2_DEV = "wan2"
+CORE_GW2_DEV = "gw2"
 
 # Behind the gateway: the protected network with one host.
 PROTECTED_NET = "10.200.0.0/24"

@@ -34,7 +34,7 @@ def test_status_json_via_the_cli_shows_an_established_sa(lab):
     assert doc["tunnel"] == {"established": True, "vip": sa["local_vips"][0], "to": t.SRV_ADDR, "reachable": True}
     assert doc["sas"]["gw"][0]["remote_vips"] == sa["local_vips"]
     assert doc["charons"]["rw"]["alive"] and doc["charons"]["gw"]["alive"]
-    assert "203.0.113.11/24" in doc["nodes"]["gw"]["interfaces"]["wan"]["addresses"]
+    assert f"{t.GW_ADDR2}/24" in doc["nodes"]["gw"]["interfaces"]["wan2"]["addresses"]
 
 
 def test_default_routes_follow_networkmanager_metrics(lab):
@@ -51,6 +51,16 @@ def test_every_uplink_reaches_the_gateway(lab, uplink):
 def test_ipv6_is_routed_on_dock_and_wifi(lab):
     for uplink in ("eth0", "wlan0"):
         assert ping(lab.ns(t.RW), t.GW_ADDR6, dev=uplink, count=1) == 1
+
+
+@pytest.mark.parametrize("uplink", t.ALL_UPLINKS)
+def test_the_second_gateway_address_is_reachable(lab, uplink):
+    assert ping(lab.ns(t.RW), t.GW_ADDR2, dev=uplink, count=1) == 1
+
+
+def test_gw_announces_no_additional_address(lab):
+    log = (lab.node_dir(t.RW) / "charon.log").read_text()
+    assert "peer supports MOBIKE" in log and "got additional MOBIKE peer address" not in log
 
 
 def test_exec_passes_environment_and_exit_code(lab):

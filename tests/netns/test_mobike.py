@@ -87,3 +87,31 @@ def test_restart_charon_gw_then_rw_initiates_again(mobike_lab):
     assert lab.list_sas(t.GW) == []  # a restarted gateway knows no SA
     lab.restart_charon("rw")
     assert lab.tunnel_ok()
+
+
+def test_a_host_route_steers_the_sa_and_it_stays_on_ipv4(mobike_lab):
+    """The controller's lever (controller profile: prefer_best_path = yes): a /32 route to
+    the gateway with `src` moves the IKE_SA; removing it moves it back. gw does not announce
+    its IPv6 address, so path checks never take the SA to IPv6."""
+    lab = mobike_lab
+    wwan = t.UPLINKS["wwan0"]
+
+    def on(addr):
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline:
+            sas = [sa for sa in lab.list_sas(t.RW) if sa["state"] == "ESTABLISHED"]
+            if sas and sas[0]["local_host"] == addr and "IKE_MOBIKE" not in sas[0]["tasks_active"]:
+                return True
+            time.sleep(0.05)
+        return False
+
+    assert on(WLAN)
+    spis = the_sa(lab)["initiator_spi"]
+    for _ in range(2):
+        lab.exec(t.RW, ["ip", "route", "add", f"{t.GW_ADDR}/32", "via", wwan.router_addr, "dev", "wwan0",
+                        "src", WWAN, "metric", "50"], check=True)
+        assert on(WWAN)
+        lab.exec(t.RW, ["ip", "route", "del", f"{t.GW_ADDR}/32"], check=True)
+        assert on(WLAN)
+    assert the_sa(lab)["initiator_spi"] == spis
+    assert lab.wait_tunnel(time.monotonic() + 5)
