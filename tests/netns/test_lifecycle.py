@@ -95,3 +95,26 @@ def test_missing_strongswan_names_the_package(lab_env, monkeypatch, attr, packag
         lab.up()
     assert info.value.package == package and info.value.exit_code == 69
     assert list_namespaces() == [ns for ns in list_namespaces() if not ns.startswith(f"mk-{lab.name}-")]
+
+
+def test_down_all_removes_every_lab_namespace_and_state(lab_env, tmp_path, monkeypatch):
+    """--all takes every mk-* namespace; here it is narrowed to this test's own labs so
+    other labs on the machine survive the test."""
+    import mobikectl.lab.api as api
+
+    monkeypatch.setenv("MOBIKECTL_LAB_ROOT", str(tmp_path))
+    labs = [Lab(unique_lab_name()), Lab(unique_lab_name())]
+    try:
+        for lab in labs:
+            lab.up(uplinks=["wwan0"])
+        mine = tuple(f"mk-{lab.name}-" for lab in labs)
+        real = api.lab_namespaces
+        monkeypatch.setattr(api, "lab_namespaces", lambda: [n for n in real() if n.startswith(mine)])
+        pids = [p for lab in labs for p in lab.state.pids.values()]
+        result = Lab.down_all()
+        assert sorted(result["removed_labs"]) == sorted(lab.name for lab in labs)
+        assert all(leftovers(lab, pids) == [] for lab in labs)
+        assert list(tmp_path.iterdir()) == []
+    finally:
+        for lab in labs:
+            lab.down()
