@@ -122,3 +122,33 @@ def _ask_daemon(socket_path: str | None) -> tuple[str, object]:
     if isinstance(reply, dict) and reply.get("ok") is False and "uplinks" not in reply:
         raise Unavailable(f"the daemon at {path} refused the state request: {reply.get('error', 'no reason given')}")
     return f"daemon at {path}", reply
+
+
+# --- simulate --------------------------------------------------------------------------------
+
+@policy.command("simulate")
+@click.argument("policy_file", type=click.Path(dir_okay=False, path_type=str))
+@click.option("--inputs", "inputs", required=True, type=click.Path(dir_okay=False, path_type=str),
+              help="Recorded facts (JSON lines, as `mobikectl run --record` writes them).")
+@click.option("--until", type=float, default=None, help="Run the engine's timers up to this time after the last fact.")
+@click.option("--orders-only", is_flag=True, help="Only the orders (SteerTo, Initiate, ...), not the notes.")
+@click.option("--json", "as_json", is_flag=True, help="One JSON document on stdout.")
+def simulate_cmd(policy_file: str, inputs: str, until: float | None, orders_only: bool, as_json: bool) -> None:
+    """Replay recorded facts through the engine with POLICY_FILE, offline; print the decisions."""
+    from mobikectl.policy.simulate import render, simulate
+
+    chosen = load_policy(policy_file)
+    try:
+        with open(inputs, encoding="utf-8") as handle:
+            lines = handle.readlines()
+    except OSError as exc:
+        raise DataError(f"{inputs}: cannot read: {exc.strerror or exc} (check the path and its permissions)") from None
+    except UnicodeDecodeError:
+        raise DataError(f"{inputs}: cannot read: not UTF-8 text (a recording is JSON lines)") from None
+    decisions = simulate(chosen, lines, inputs, until=until)
+    if orders_only:
+        decisions = [d for d in decisions if d.order != "Note"]
+    if as_json:
+        _emit({"policy": chosen.source, "inputs": inputs, "decisions": [d.to_json() for d in decisions]})
+    else:
+        click.echo(render(decisions, notes=not orders_only))

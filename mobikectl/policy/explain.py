@@ -75,6 +75,11 @@ def parse_state(doc: Any, source: str) -> State:
         raise DataError(f"{source}: schema: expected 1, got {_show(doc.get('schema'))} "
                         "(this mobikectl reads state schema 1 only)")
     now = _time(doc.get("now"), "now", bad)
+    started_at = _time(doc.get("started_at"), "started_at", bad)
+    path_up_since: dict[str, Any] = {}  # the engine's view keeps up_since per path
+    for i, path in enumerate(doc.get("paths") or []):
+        if isinstance(path, dict) and isinstance(path.get("path"), dict):
+            path_up_since.setdefault(path["path"].get("uplink"), path.get("up_since"))
     uplinks = []
     raw = doc.get("uplinks")
     if not isinstance(raw, dict):
@@ -112,7 +117,10 @@ def parse_state(doc: Any, source: str) -> State:
                 fields[key] = float(value)
             else:
                 bad(f"{where}.{key}", "a number >= 0 or null", value)
-        fields["up_since"] = _time(up.get("up_since"), f"{where}.up_since", bad)
+        since = up.get("up_since", path_up_since.get(name))
+        fields["up_since"] = _time(since, f"{where}.up_since", bad)
+        if fields["up_since"] is not None and started_at is not None:  # the engine counts from its start
+            fields["up_since"] = max(fields["up_since"], started_at)
         uplinks.append(UplinkState(**fields))
     sas = doc.get("sas", [])
     sa_names: list[str] = []
@@ -137,6 +145,10 @@ def parse_state(doc: Any, source: str) -> State:
     elif override is not None:
         bad("override", "null, an uplink name or {\"uplink\": ..., \"force\": ...}", override)
     last_move = _time(doc.get("last_move"), "last_move", bad)
+    gateways = doc.get("gateways")
+    if last_move is None and isinstance(gateways, dict):  # the engine's view: per gateway
+        times = [g.get("last_move_at") for g in gateways.values() if isinstance(g, dict)]
+        last_move = max((t for t in times if isinstance(t, (int, float)) and not isinstance(t, bool)), default=None)
     if problems:
         raise DataError(problems[0] if len(problems) == 1 else f"{source}: {len(problems)} problems in the state",
                         problems)

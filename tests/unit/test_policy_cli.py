@@ -87,3 +87,64 @@ def test_check_needs_a_file_usage_error():
     result = run("policy", "check")
     assert result.exit_code == 2
     assert "Missing argument" in result.stderr
+
+
+# --- simulate --------------------------------------------------------------------------------
+
+SCENARIO = ROOT / "tests" / "scenarios" / "blackhole-failover" / "inputs.jsonl"
+
+
+def test_simulate_text():
+    result = run("policy", "simulate", DEFAULT, "--inputs", str(SCENARIO))
+    assert result.exit_code == 0, result.output
+    lines = result.stdout.splitlines()
+    steer = [line for line in lines if "SteerTo" in line]
+    assert len(steer) == 2
+    assert "wlan0:10.1.0.2>192.0.2.1: eth0 is down; wlan0 is the best healthy path" in steer[1]
+    assert any("suspect -> down" in line for line in lines)  # the notes explain the move
+
+
+def test_simulate_json_orders_only():
+    result = run("policy", "simulate", DEFAULT, "--inputs", str(SCENARIO), "--json", "--orders-only")
+    assert result.exit_code == 0
+    doc = json.loads(result.stdout)
+    assert doc["schema"] == 1 and doc["policy"] == DEFAULT and doc["inputs"] == str(SCENARIO)
+    assert [(d["order"], d["uplink"]) for d in doc["decisions"]] == [("SteerTo", "eth0"), ("SteerTo", "wlan0")]
+    assert 10.2 < doc["decisions"][1]["at"] < 10.8
+    assert set(doc["decisions"][1]) == {"at", "order", "kind", "uplink", "target", "reason"}
+
+
+def test_simulate_uses_the_given_policy(tmp_path):
+    # Open loop: the recorded facts (answers to the first run's probes, charon's move) come
+    # at their recorded times whatever the policy; the decisions about them differ.
+    slow = tmp_path / "slow.toml"
+    slow.write_text('schema = 1\n[classes.ethernet.probe]\nfall = 10\n')
+    default = json.loads(run("policy", "simulate", DEFAULT, "--inputs", str(SCENARIO), "--json").stdout)
+    result = run("policy", "simulate", str(slow), "--inputs", str(SCENARIO), "--json")
+    assert result.exit_code == 0
+    doc = json.loads(result.stdout)
+    assert doc["policy"] == str(slow)
+    assert not any(d["reason"].startswith("eth0 is down") for d in doc["decisions"] if d["at"] < 10.6)
+    assert any(d["reason"].startswith("eth0 is down") for d in default["decisions"])
+
+
+def test_simulate_bad_recording_names_the_line(tmp_path):
+    rec = tmp_path / "rec.jsonl"
+    good = SCENARIO.read_text().splitlines()[0]
+    rec.write_text(good + "\n" + '{"schema": 1, "now": 1, "fact": {"type": "ProbeReplied", "seq": "7"}}\n')
+    result = run("policy", "simulate", DEFAULT, "--inputs", str(rec))
+    assert result.exit_code == 65
+    assert result.stderr.startswith(f"mobikectl: error: {rec}: line 2: ")
+    assert "Traceback" not in result.output
+
+
+def test_simulate_missing_recording_and_bad_policy(tmp_path, bad):
+    result = run("policy", "simulate", DEFAULT, "--inputs", str(tmp_path / "none.jsonl"))
+    assert result.exit_code == 65 and "cannot read: No such file or directory" in result.stderr
+    result = run("policy", "simulate", bad, "--inputs", str(SCENARIO))
+    assert result.exit_code == 65 and len(result.stderr.splitlines()) == 2
+
+
+def test_simulate_needs_inputs():
+    result = run("policy", "simulate", DEFAULT)
+    assert result.exit_code == 2 and "--inputs" in result.stderr
