@@ -36,6 +36,7 @@ class CharonFacts:
         if self.sas.down((fact.spi_i, fact.spi_r)) is not None:
             out.append(A.Note("charon", f"IKE_SA {fact.name} down", {"ike": fact.name}))
             self.topology_dirty = True
+            self._confirm_moves(now, out)
 
     def _on_ike_updated(self: "Engine", fact: F.IkeUpdated, now: float, out: list) -> None:
         sa = self.sas.updated(fact)

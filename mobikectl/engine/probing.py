@@ -57,7 +57,7 @@ class Budget:
 
     def allows(self, cost: float, now: float) -> bool:
         self._refill(now)
-        return self.tokens >= cost
+        return self.tokens >= cost - 1e-6
 
     def spend(self, cost: float, now: float) -> None:
         self._refill(now)
@@ -65,7 +65,9 @@ class Budget:
 
     def ready_at(self, cost: float, now: float) -> float:
         self._refill(now)
-        return now if self.tokens >= cost else now + (cost - self.tokens) / self.rate
+        if self.allows(cost, now):
+            return now
+        return now + max(0.001, (cost - self.tokens) / self.rate)  # always a step forward
 
 
 @dataclass

@@ -22,6 +22,7 @@ class SaTable:
     def __init__(self, policy: Policy) -> None:
         self.policy = policy
         self.sas: dict[Spis, SaInfo] = {}
+        self.retiring: set[Spis] = set()  # being replaced by a new SA (the fallback): not counted
 
     def managed(self, name: str) -> bool:
         return not self.policy.connections or name in self.policy.connections
@@ -30,6 +31,7 @@ class SaTable:
         listed = {sa.spis: sa for sa in snap.sas if self.managed(sa.name)}
         if snap.complete:
             self.sas = listed
+            self.retiring &= set(listed)
         else:
             self.sas.update(listed)
 
@@ -40,6 +42,7 @@ class SaTable:
         return True
 
     def down(self, spis: Spis) -> SaInfo | None:
+        self.retiring.discard(spis)
         return self.sas.pop(spis, None)
 
     def updated(self, fact: IkeUpdated) -> SaInfo | None:
@@ -62,8 +65,8 @@ class SaTable:
 
     def settled(self) -> list[SaInfo]:
         """SAs with real endpoints, in a fixed order."""
-        return [sa for _, sa in sorted(self.sas.items())
-                if sa.state.upper() not in UNSETTLED and sa.local_host and sa.remote_host
+        return [sa for spis, sa in sorted(self.sas.items())
+                if spis not in self.retiring and sa.state.upper() not in UNSETTLED and sa.local_host and sa.remote_host
                 and not sa.local_host.startswith("%")]
 
     def on_gateway(self, gateway: str) -> list[SaInfo]:

@@ -126,6 +126,7 @@ class Steering:
         out.append(A.Note("move", f"move to {m.target.id} {outcome}: {why}",
                           {"gateway": gw.address, "to": m.target.to_json(), "outcome": outcome}))
         if outcome == FAILED:
+            self.sas.retiring -= set(m.fallback_old)  # not replaced after all
             gw.blocked_until = now + self.policy.failback.min_dwell
             out.append(A.Resync(f"the move to {m.target.uplink} failed"))
 
@@ -149,6 +150,7 @@ class Steering:
         m.outcome = FALLBACK
         m.fallback_names = tuple(sorted({sa.name for sa in sas}))
         m.fallback_old = tuple(sa.spis for sa in sas)
+        self.sas.retiring.update(m.fallback_old)
         m.deadline = now + 2 * moves.confirm_timeout
         m.history.append(f"{now:.3f} fallback: {why}")
         reason = (f"the move to {m.target.uplink} was not confirmed after {m.attempts} attempts ({why}): "

@@ -1,0 +1,309 @@
+"""Engine transcripts on a fake clock: given these facts at these times, these orders."""
+
+from dataclasses import replace
+
+from engine_helpers import (ETH, GW, ROUTERS, WLAN, WLAN_IP, WWAN, WWAN_IP, Matching, Transcript,
+                            addr, answer_all, default, link, net, of, probes, sa, started, steering_route)
+from mobikectl.engine import actions as A
+from mobikectl.engine import inputs as F
+from mobikectl.engine.engine import Engine
+from mobikectl.engine.ids import Path
+from mobikectl.policy.model import Failback, Policy
+
+
+def steers(t, since=0.0):
+    return [(at, o) for at, o in t.log if isinstance(o, A.SteerTo) and at >= since]
+
+
+def moves_to(t, path, since=0.0):
+    return [at for at, o in steers(t, since) if o.path == path]
+
+
+def charon_moves(t, path):
+    """What charon does 108 ms after the route: ike-update (+ a CHILD_SA rekey with libipsec)."""
+    old = t.engine.sas.on_gateway(GW)[0]
+    t.run_until(t.now + 0.108, answer_all())
+    t.feed(F.IkeUpdated("home", old.spi_i, old.spi_r, old.local_host, GW, path.local, GW))
+    return t.feed(F.ChildRekeyed("home", old.spi_i, old.spi_r, "net", "1", "2"))
+
+
+# --- detection ------------------------------------------------------------------------------
+def test_blackhole_is_decided_within_the_detection_budget_worst_case():
+    t = started()
+    # the worst case: the path dies right after an answer arrived
+    last = max(at for at, o in t.log if isinstance(o, A.SendProbe) and o.path == WLAN)
+    fault = last + 0.005
+    t.run_until(fault, answer_all())
+    t.run_until(fault + 2.0, answer_all(dead=("wlan0",)))
+    (at, steer), = steers(t, fault)
+    assert steer.path == WWAN and steer.nexthop == ROUTERS["wwan0"]
+    assert steer.reason == "wlan0 is down; wwan0 is the best healthy path"
+    assert at - fault <= 0.8, at - fault
+    # exactly what the deciding timer produced
+    decided = [o for when, o in t.log if when == at]
+    assert decided == [
+        A.Note("probe", "wlan0:10.1.0.2>192.0.2.1: suspect -> down (confirming burst of 3 lost)"),
+        A.Note("decision", "wlan0 is down; wwan0 is the best healthy path"),
+        A.SteerTo(WWAN, ROUTERS["wwan0"], "wlan0 is down; wwan0 is the best healthy path"),
+    ] + [o for o in decided if isinstance(o, A.SendProbe)]
+    # suspicion came first, with a confirming burst of 3
+    burst = [o for when, o in t.log if when >= fault and isinstance(o, A.SendProbe) and o.reason == "confirming burst"]
+    assert len(burst) == 3
+    # the move is confirmed by charon's ike-update; the CHILD_SA rekey is recorded
+    done = charon_moves(t, WWAN)
+    move = t.engine.view()["moves"][-1]
+    assert move["outcome"] == "confirmed" and move["ike_update_at"] is not None
+    assert move["child_rekey_at"] is not None and move["decided_at"] == at
+    assert t.engine.view()["sas"][0]["uplink"] == "wwan0"
+
+
+def test_suspicion_that_clears_moves_nothing():
+    t = started()
+    lost = []
+
+    def two_lost(probe):
+        if probe.path == WLAN and probe.reason == "active path" and len(lost) < 3:
+            lost.append(probe.seq)
+            return None
+        return 0.005
+    t.run_until(t.now + 5, two_lost)
+    notes = [o.message for _, o in t.log if isinstance(o, A.Note) and o.kind == "probe"]
+    assert any("up -> suspect" in m for m in notes) and any("suspect -> up" in m for m in notes)
+    assert steers(t, 40.0) == []
+
+
+def test_carrier_loss_moves_at_once():
+    t = started()
+    orders = t.feed(link("wlan0", carrier=False))
+    assert orders[:3] == [
+        A.Note("probe", "wlan0:10.1.0.2>192.0.2.1: up -> down (carrier lost)"),
+        A.Note("decision", "wlan0 is down; wwan0 is the best healthy path"),
+        A.SteerTo(WWAN, ROUTERS["wwan0"], "wlan0 is down; wwan0 is the best healthy path"),
+    ]
+    assert not any(isinstance(o, A.SendProbe) and o.path.uplink == "wlan0" for o in orders)
+
+
+def test_link_down_moves_at_once_and_charon_moving_first_is_fine():
+    t = started()
+    orders = t.feed(link("wlan0", up=False, carrier=False))
+    assert of(orders, A.SteerTo) == [A.SteerTo(WWAN, ROUTERS["wwan0"], Matching("wlan0 is down"))]
+    charon_moves(t, WWAN)
+    assert t.engine.view()["moves"][-1]["outcome"] == "confirmed"
+
+
+def test_failback_only_after_the_hold_down():
+    t = started()
+    t.feed(link("wlan0", carrier=False))
+    charon_moves(t, WWAN)
+    back = t.now + 10
+    t.run_until(back, answer_all())
+    t.feed(link("wlan0"))
+    t.run_until(back + 60, answer_all())
+    up_at = next(at for at, o in t.log if isinstance(o, A.Note) and "wlan0" in o.message and "down -> up" in o.message)
+    at = moves_to(t, WLAN, back)[0]
+    assert 30.0 <= at - up_at < 30.2
+    assert "failback" in steers(t, back)[0][1].reason
+
+
+def test_flapping_uplink_moves_at_most_once_per_hold_down():
+    t = started()
+    start = t.now
+    for i in range(24):  # carrier flaps every 5 s for 2 minutes
+        t.run_until(start + 5 * i, answer_all())
+        t.feed(link("wlan0", carrier=i % 2 == 1))
+        if i == 0:
+            charon_moves(t, WWAN)
+    t.run_until(start + 125, answer_all())
+    assert len(moves_to(t, WWAN, start)) == 1
+    assert moves_to(t, WLAN, start) == []
+
+
+def test_unconfirmed_move_is_retried_then_replaced_by_a_new_sa():
+    t = started()
+    t.feed(link("wlan0", carrier=False))
+    t0 = t.now
+    out = t.run_until(t0 + 5.0, answer_all())
+    assert [o for o in out if not isinstance(o, A.SendProbe)] == [
+        A.Note("move", Matching("retry 1/1: the move to wwan0 was not confirmed")),
+        A.SteerTo(WWAN, ROUTERS["wwan0"], Matching("retry 1/1")),
+        A.Resync("confirm the move"),
+    ]
+    out = t.run_until(t0 + 10.0, answer_all())
+    assert [o for o in out if not isinstance(o, A.SendProbe)] == [
+        A.Note("move", Matching("not confirmed after 2 attempts.*a new IKE_SA over wwan0")),
+        A.Initiate("home", Matching("a new IKE_SA over wwan0")),
+        A.Terminate("home", "aa", "bb", "replaced by a new IKE_SA over wwan0"),
+    ]
+    out = t.feed(F.IkeUp(sa(local=WWAN_IP, spis=("cc", "dd"))))
+    assert A.Note("move", Matching("moved to wwan0")) in out
+    t.feed(F.IkeDown("home", "aa", "bb"))
+    assert t.engine.view()["moves"][-1]["outcome"] == "confirmed"
+
+
+def test_a_route_that_cannot_be_installed_counts_as_a_failed_attempt():
+    t = started()
+    steer = of(t.feed(link("wlan0", carrier=False)), A.SteerTo)[0]
+    out = t.feed(F.ActionFailed(steer, "RTNETLINK answers: Network is unreachable"))
+    assert of(out, A.SteerTo) == [A.SteerTo(WWAN, ROUTERS["wwan0"], Matching("retry 1/1"))]
+
+
+# --- restarts and charon --------------------------------------------------------------------------
+def test_restart_adopts_the_sa_and_our_route_without_a_move():
+    e = Engine(Policy(), 1000.0)
+    t = Transcript(e, 1000.0)
+    snap = net("wlan0", "wwan0")
+    t.feed(replace(snap, routes=snap.routes + (steering_route(WLAN),)))
+    t.feed(F.SaSnapshot((sa(),)))
+    t.run_until(1200, answer_all())
+    assert steers(t) == [] and of([o for _, o in t.log], A.Initiate, A.Terminate) == []
+    assert e.view()["gateways"][GW]["route"] == WLAN.to_json()
+
+
+def test_restart_reconciles_a_route_that_points_elsewhere():
+    t = Transcript(Engine(Policy(), 0.0))
+    snap = net("wlan0", "wwan0")
+    t.feed(replace(snap, routes=snap.routes + (steering_route(WWAN),)))
+    out = t.feed(F.SaSnapshot((sa(),)))
+    assert of(out, A.SteerTo) == [A.SteerTo(WLAN, ROUTERS["wlan0"], Matching("keep the steering route on wlan0"))]
+    assert t.engine.view()["moves"] == []  # the SA stays where it is: not a move
+
+
+def test_restart_counts_the_hold_down_from_the_start():
+    t = Transcript(Engine(Policy(), 0.0))
+    t.feed(net("wlan0", "wwan0"))
+    t.feed(F.SaSnapshot((sa(local=WWAN_IP),)))  # the SA sits on the metered uplink
+    t.run_until(29.0, answer_all())
+    assert moves_to(t, WLAN) == []
+    t.run_until(31.0, answer_all())
+    assert len(moves_to(t, WLAN)) == 1
+
+
+def test_no_moves_while_charon_is_away_then_reconcile():
+    t = started()
+    t.feed(F.CharonLost("socket closed"))
+    assert of(t.feed(link("wlan0", carrier=False)), A.SteerTo) == []
+    out = t.feed(F.CharonConnected("5.9.8"))
+    assert A.Resync(Matching("reconcile")) in out and of(out, A.SteerTo) == []
+    out = t.feed(F.SaSnapshot((sa(),)))
+    assert of(out, A.SteerTo) == [A.SteerTo(WWAN, ROUTERS["wwan0"], Matching("wlan0 is down"))]
+
+
+def test_an_incomplete_snapshot_forgets_nothing():
+    t = started()
+    t.feed(F.SaSnapshot((), complete=False))
+    assert [s["name"] for s in t.engine.view()["sas"]] == ["home"]
+    t.feed(F.SaSnapshot((), complete=True))
+    assert t.engine.view()["sas"] == []
+
+
+# --- traffic, routes, addresses ------------------------------------------------------------------
+def test_busy_tunnel_needs_no_probes_on_the_active_path():
+    t = started()
+    t0 = t.now
+    for i in range(200):  # 10 s of traffic, a counter read every 50 ms
+        t.run_until(t0 + 0.05 * i, answer_all())
+        t.feed(F.TunnelInbound(1000 + 10 * i))
+    sent = [o for at, o in t.log if at > t0 + 0.2 and isinstance(o, A.SendProbe) and o.path == WLAN]
+    assert sent == []
+    t.run_until(t0 + 11, answer_all())  # traffic stops: probing resumes
+    assert [o for at, o in t.log if at > t0 + 10 and isinstance(o, A.SendProbe) and o.path == WLAN]
+
+
+def test_unrelated_routes_move_nothing():
+    t = started()
+    t0 = t.now
+    t.feed(F.RouteChanged("10.50.0.0/16", "wwan0", ROUTERS["wwan0"]))
+    t.feed(F.RouteChanged("default", "wwan0", ROUTERS["wwan0"], src=WWAN_IP, metric=10))
+    t.run_until(t0 + 5, answer_all())
+    t.feed(F.RouteChanged("10.50.0.0/16", "wwan0", ROUTERS["wwan0"], present=False))
+    t.run_until(t0 + 60, answer_all())
+    assert steers(t, t0) == []
+
+
+def test_renumbered_address_is_followed():
+    t = started()
+    new = Path("wlan0", "10.1.0.3", GW)
+    t.feed(addr("wlan0", "10.1.0.3"))
+    out = t.feed(addr("wlan0", WLAN_IP, deprecated=True))
+    assert of(out, A.SteerTo) == [A.SteerTo(new, ROUTERS["wlan0"], "wlan0's address changed: 10.1.0.2 -> 10.1.0.3")]
+    charon_moves(t, new)
+    assert t.engine.view()["moves"][-1]["outcome"] == "confirmed"
+
+
+def test_our_route_removed_by_someone_is_put_back():
+    t = started()
+    t.feed(steering_route(WLAN))
+    out = t.feed(steering_route(WLAN, present=False))
+    assert of(out, A.SteerTo) == [A.SteerTo(WLAN, ROUTERS["wlan0"], Matching("keep the steering route"))]
+
+
+# --- the user and the policy --------------------------------------------------------------------
+def test_manual_switch_and_its_expiry():
+    t = started()
+    t0 = t.now
+    out = t.feed(F.SwitchRequested("wwan0", until=t0 + 60))
+    assert out[0] == A.Note("switch", "manual switch to wwan0 for 60 s")
+    assert of(out, A.SteerTo) == [A.SteerTo(WWAN, ROUTERS["wwan0"], "manual switch to wwan0")]
+    assert t.engine.view()["override"]["uplink"] == "wwan0"
+    charon_moves(t, WWAN)
+    t.run_until(t0 + 59.9, answer_all())
+    assert moves_to(t, WLAN, t0) == []
+    out = t.run_until(t0 + 60.1, answer_all())
+    assert A.Note("switch", "manual switch to wwan0 expired; back to automatic") in out
+    assert of(out, A.SteerTo) == [A.SteerTo(WLAN, ROUTERS["wlan0"], Matching("failback"))]
+    assert t.engine.view()["override"] is None
+
+
+def test_switch_back_to_automatic():
+    t = started()
+    t.feed(F.SwitchRequested("wwan0"))
+    out = t.feed(F.SwitchRequested(None))
+    assert out[0] == A.Note("switch", "manual switch to wwan0 ended: back to automatic")
+
+
+def test_switch_to_an_unhealthy_uplink_is_refused_unless_forced():
+    t = started()
+    t.feed(link("wwan0", carrier=False))
+    out = t.feed(F.SwitchRequested("wwan0"))
+    assert out == [A.Note("switch", "switch to wwan0 refused: wwan0 is down, not up (use force to switch anyway)")]
+    assert out[0].data["refused"] is True and t.engine.view()["override"] is None
+    out = t.feed(F.SwitchRequested("wwan0", force=True))
+    assert out[0].data["refused"] is False
+    assert of(out, A.SteerTo) == [A.SteerTo(WWAN, ROUTERS["wwan0"], "manual switch to wwan0")]
+
+
+def test_metered_uplink_is_the_last_resort_whatever_its_rank():
+    policy = Policy(prefer=("cell", "wifi", "dock"))
+    t = started(policy)
+    t.run_until(200, answer_all())
+    assert steers(t, 1.0) == []
+    assert t.engine.view()["why"] == "wlan0 is healthy and preferred"
+
+
+def test_ethernet_is_preferred_after_its_hold_down():
+    t = started(names=("eth0", "wlan0", "wwan0"), warm=0.0)
+    t.run_until(100, answer_all())
+    at = moves_to(t, ETH)[0]
+    assert 30.0 <= at < 31.0
+
+
+def test_policy_reload_applies_new_timings():
+    t = started()
+    slow = Policy(failback=Failback(hold_down=120.0, min_dwell=120.0), source="slow.toml")
+    out = t.feed(F.PolicyLoaded(slow))
+    assert out[0] == A.Note("policy", "policy slow.toml in force")
+    assert t.engine.view()["policy"] == "slow.toml"
+
+
+def test_view_is_json_and_tells_the_story():
+    import json
+
+    t = started()
+    t.feed(link("wlan0", carrier=False))
+    charon_moves(t, WWAN)
+    doc = json.loads(json.dumps(t.engine.view()))
+    assert doc["uplinks"]["wlan0"]["health"] == "down" and doc["uplinks"]["wwan0"]["metered"]
+    assert doc["chosen"] == WWAN.to_json() and doc["why"] == "wwan0 is healthy and preferred"
+    assert "wlan0 is down" in doc["moves"][-1]["reason"] and doc["moves"][-1]["took"] == 0.108
+    assert doc["sas"][0]["vips"] == ["10.99.0.1"]
+    assert doc["uplinks"]["wwan0"]["probe_bytes_sent"] > 0
