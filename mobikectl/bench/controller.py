@@ -97,6 +97,12 @@ class Controller:
 
         return list(control_client.events(self.socket, follow=False, since=since))
 
+    def reload(self, policy: str | os.PathLike) -> dict:
+        """Load another policy file into the running daemon (all or nothing)."""
+        from mobikectl.adapters import control_client
+
+        return control_client.request(self.socket, {"cmd": "reload", "policy": str(Path(policy).resolve())})
+
     def last_seq(self) -> int:
         evs = self.events()
         return max((e.get("seq", 0) for e in evs), default=0)
