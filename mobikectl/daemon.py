@@ -30,7 +30,7 @@ from typing import Any, Callable
 from mobikectl import SCHEMA_VERSION
 from mobikectl.engine import actions as A
 from mobikectl.engine import inputs as F
-from mobikectl.errors import DataError, InternalError, MobikectlError
+from mobikectl.errors import DataError, InternalError, MobikectlError, Unavailable
 from mobikectl.policy.model import Policy
 from mobikectl.settings import Settings
 
@@ -128,7 +128,7 @@ class Daemon:
         try:
             ok, value = c.reply.get(timeout=timeout)
         except queue.Empty:
-            raise MobikectlError("the daemon's run loop did not answer in time") from None
+            raise Unavailable("the daemon's run loop did not answer in time (busy or stuck)") from None
         if not ok:
             raise value
         return value
@@ -438,5 +438,6 @@ def _wait_for_charon(settings: Settings, wait: float) -> None:
             if time.monotonic() >= deadline:
                 from mobikectl.errors import Unavailable
 
-                raise Unavailable(f"cannot talk to charon at {path}: {exc}") from None
+                raise Unavailable(f"cannot talk to charon at {path}: {exc} "
+                                  f"(waited {wait:g}s; is charon running? see --vici)") from None
         time.sleep(0.2)
