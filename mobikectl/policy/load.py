@@ -21,7 +21,7 @@ import math
 import re
 import tomllib
 from pathlib import Path as FsPath
-from typing import Any, Callable
+from typing import Any
 
 from mobikectl.engine.ids import ProbeKind, UplinkClass
 from mobikectl.errors import DataError
