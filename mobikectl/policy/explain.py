@@ -11,15 +11,11 @@ file holding the same JSON document (docs/policy.md, "The state file"):
      "sas": [{"name": "home", "uplink": "wlan0", "local": "192.168.1.2", "remote": "192.0.2.1"}],
      "chosen": "wlan0",  "override": null}
 
-The rules are those of the engine (`mobikectl/engine/decide.py`), applied per uplink: an
-uplink is a candidate when the policy manages it, it is admin-up with carrier and an
-address, its health is UP and it is within its class's loss and RTT limits. Candidates rank
-by the policy's order, a metered uplink after every unmetered one (metered = last resort).
-A manual switch (`override`) wins when its uplink is a candidate, or when forced. A current
-uplink that is DOWN, without link or address, or over a limit is left at once for the best
-candidate (with none, it stays). An UP, SUSPECT or UNKNOWN current uplink is left only for
-a better candidate that has been UP for `failback.hold_down`, and only if the last move was
-at least `failback.min_dwell` ago.
+The decision is the engine's own: the state becomes `decide.Candidate`s (one path per managed
+uplink with an address; a link problem or a limit makes it DOWN, as in the engine) and an
+`Override`, and `decide.choose` picks. This module only narrates: each uplink's steps
+(managed, class, metered, rank, link, health, limits, and, when the failback rule weighed it,
+the hold-down from `decide.proven_at`), and the pick's reason in words, by `Choice.rule`.
 """
 
 from __future__ import annotations
@@ -30,7 +26,9 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
-from mobikectl.engine.ids import Health
+from mobikectl.engine import decide
+from mobikectl.engine.decide import Candidate, Override
+from mobikectl.engine.ids import Health, Path, UplinkName
 from mobikectl.errors import DataError
 from mobikectl.policy.model import Policy
 from mobikectl.policy.values import show
@@ -58,6 +56,7 @@ class State:
     sa_names: tuple[str, ...] = ()
     now: float | None = None
     last_move: float | None = None
+    started_at: float | None = None  # the engine's start: the hold-down counts from it at the earliest
     override: str | None = None
     override_force: bool = False
 
@@ -71,6 +70,9 @@ def parse_state(doc: Any, source: str) -> State:
 
     if not isinstance(doc, dict):
         raise DataError(f"{source}: expected a JSON object (the daemon's state), got {_show(doc)}")
+    for key in ("status", "state"):  # the whole reply of `mobikectl status --json` (or of a state request)
+        if "uplinks" not in doc and isinstance(doc.get(key), dict):
+            doc = doc[key]
     if doc.get("schema", 1) != 1:
         raise DataError(f"{source}: schema: expected 1, got {_show(doc.get('schema'))} "
                         "(this mobikectl reads state schema 1 only)")
@@ -119,8 +121,6 @@ def parse_state(doc: Any, source: str) -> State:
                 bad(f"{where}.{key}", "a number >= 0 or null", value)
         since = up.get("up_since", path_up_since.get(name))
         fields["up_since"] = _time(since, f"{where}.up_since", bad)
-        if fields["up_since"] is not None and started_at is not None:  # the engine counts from its start
-            fields["up_since"] = max(fields["up_since"], started_at)
         uplinks.append(UplinkState(**fields))
     sas = doc.get("sas", [])
     sa_names: list[str] = []
@@ -152,7 +152,8 @@ def parse_state(doc: Any, source: str) -> State:
     if problems:
         raise DataError(problems[0] if len(problems) == 1 else f"{source}: {len(problems)} problems in the state",
                         problems)
-    return State(tuple(uplinks), chosen or sa_uplink, tuple(sa_names), now, last_move, override_name, force)
+    return State(tuple(uplinks), chosen or sa_uplink, tuple(sa_names), now, last_move, started_at, override_name,
+                 force)
 
 
 def _time(value: Any, where: str, bad) -> float | None:
@@ -221,83 +222,96 @@ class Explanation:
 
 
 def explain(policy: Policy, state: State) -> Explanation:
-    """The rules of the engine's `decide.choose`, per uplink, with every step shown."""
+    """The engine's `decide.choose` on the state, with every uplink's steps shown."""
     verdicts = [_judge(policy, up, up.name == state.current) for up in state.uplinks]
     by_name = {v.uplink: v for v in verdicts}
-    candidates = sorted((v for v in verdicts if v.candidate), key=lambda v: v.key)
-    cur = by_name.get(state.current) if state.current else None
-    best = candidates[0] if candidates else None
-
+    cands = _candidates(policy, state, verdicts)
+    cur_v = by_name.get(state.current) if state.current else None
+    cur = cands.get(state.current) if state.current else None
+    current = cur.path if cur else None if state.current is None else Path(UplinkName(state.current), "", "")
+    now = state.now if state.now is not None else 0.0  # unknown: no hold-down has passed, no dwell
+    started_at = state.started_at if state.started_at is not None and state.now is not None else -math.inf
+    override = None if not state.override else Override(state.override, None, state.override_force, now)
+    choice = decide.choose(current, list(cands.values()), now=now, started_at=started_at,
+                           last_move_at=state.last_move if state.now is not None else None,
+                           failback=policy.failback, override=override)
+    proven: dict[str, float] = {}  # rule 4: when each uplink it weighed has held for the hold-down
+    if choice.rule in ("hold-down", "min-dwell", "failback"):
+        assert cur is not None
+        for c in decide.better(cur, list(cands.values())):
+            proven[c.path.uplink] = decide.proven_at(c, now=now, started_at=started_at, failback=policy.failback)
+            i = verdicts.index(by_name[c.path.uplink])
+            verdicts[i] = _with_hold_down(policy, state, verdicts[i], proven[c.path.uplink] - now)
+        by_name = {v.uplink: v for v in verdicts}
+    target = by_name[choice.target.uplink] if choice.target else None
+    pick = target.uplink if target else state.current if cur_v and cur_v.label else None
+    action = "none" if pick is None else "stay" if pick == state.current else "move"
     note = ""
-    if state.override:
+    if state.override and not choice.manual:
         wanted = by_name.get(state.override)
-        if wanted is not None and (wanted.candidate or state.override_force):
-            how = "forced " if state.override_force and not wanted.candidate else ""
-            return _done(state.override, state, verdicts, f"{how}manual switch to {state.override} "
-                                                          "(`mobikectl switch --auto` ends it)")
         note = f"manual switch to {state.override} not honoured ({wanted.why_not if wanted else 'no such uplink'}); "
-
-    if cur is None or cur.label is None:
-        why = ("the SA is on no uplink" if state.current is None
-               else f"{state.current} is not in the state" if cur is None else f"{cur.uplink} is not managed")
-        if best is None:
-            return Explanation(None, "none", note + f"{why} and no uplink is usable: "
-                               + ("; ".join(f"{v.uplink}: {v.why_not}" for v in verdicts) or "the state lists none"),
-                               state.current, tuple(verdicts))
-        return _done(best.uplink, state, verdicts, note + f"{why}: {best.uplink} is the best usable uplink"
-                     + _rank_words(best))
-
-    urgent = _urgent(policy, state, cur)
-    if urgent:
-        if best is None:
-            return _done(cur.uplink, state, verdicts, note + f"{cur.uplink} is not usable ({urgent}) but no other "
-                                                             "uplink is usable: staying (no thrashing)")
-        return _done(best.uplink, state, verdicts, note + f"{cur.uplink} is not usable ({urgent}): {best.uplink} "
-                                                          "is the best usable uplink" + _rank_words(best))
-
-    # UP, SUSPECT or UNKNOWN: leave it only for a better uplink that has held for the hold-down
-    health = _health(state, cur.uplink)
-    verdicts = [_with_hold_down(policy, state, v) if v.candidate and v.key < cur.key else v for v in verdicts]
-    better = sorted((v for v in verdicts if v.candidate and v.key < cur.key), key=lambda v: v.key)
-    if not better:
-        if health is Health.UP:
-            return _done(cur.uplink, state, verdicts, note + f"{cur.uplink} is up and no usable uplink ranks higher")
-        then = " (the confirming burst decides whether it is down)" if health is Health.SUSPECT else ""
-        return _done(cur.uplink, state, verdicts, note + f"{cur.uplink} is {health.value}; no better uplink is "
-                                                         f"usable{then}")
-    eligible = [v for v in better if _held_down(policy, state, v.uplink) is None]
-    if not eligible:
-        first = better[0]
-        return _done(cur.uplink, state, verdicts, note + f"{cur.uplink} is {health.value}; {first.uplink} ranks "
-                     f"higher but is held down ({_held_down(policy, state, first.uplink)})")
-    dwell = _dwell_left(policy, state)
-    if dwell:
-        return _done(cur.uplink, state, verdicts, note + f"{eligible[0].uplink} ranks higher and has held for the "
-                     f"hold-down, but the last move was less than min_dwell ago: {dwell} to go")
-    return _done(eligible[0].uplink, state, verdicts, note + f"fail back: {eligible[0].uplink} ranks higher than "
-                 f"{cur.uplink} and has been up for the hold-down ({_dur(policy.failback.hold_down)})")
+    if choice.manual:
+        how = "forced " if state.override_force and not by_name[state.override].candidate else ""
+        reason = f"{how}manual switch to {state.override} (`mobikectl switch --auto` ends it)"
+    elif choice.rule in ("no-path", "gone", "down"):  # the SA must move now, if any uplink is usable
+        if cur_v is not None and cur_v.label is not None:
+            why = f"{cur_v.uplink} is not usable ({_unusable(cur_v)})"
+            stay = "but no other uplink is usable: staying (no thrashing)"
+        else:
+            why = ("the SA is on no uplink" if state.current is None
+                   else f"{state.current} is not in the state" if cur_v is None else f"{state.current} is not managed")
+            stay = "and no uplink is usable: " + ("; ".join(f"{v.uplink}: {v.why_not}" for v in verdicts)
+                                                 or "the state lists none")
+        reason = f"{why}: {target.uplink} is the best usable uplink{_rank_words(target)}" if target else f"{why} {stay}"
+    elif choice.rule == "stay" and cur is not None:
+        then = " (the confirming burst decides whether it is down)" if cur.health is Health.SUSPECT else ""
+        reason = (f"{state.current} is up and no usable uplink ranks higher" if cur.health is Health.UP
+                  else f"{state.current} is {cur.health.value}; no better uplink is usable{then}")
+    elif choice.rule == "hold-down" and cur is not None:
+        first = by_name[next(name for name, at in proven.items() if at == choice.recheck_at)]
+        reason = (f"{state.current} is {cur.health.value}; {first.uplink} ranks higher but is held down "
+                  f"({first.steps[-1].detail})")
+    elif choice.rule == "min-dwell" and choice.recheck_at is not None:
+        first = by_name[next(name for name, at in proven.items() if at <= now)]
+        reason = (f"{first.uplink} ranks higher and has held for the hold-down, but the last move was less than "
+                  f"min_dwell ago: {_dur(choice.recheck_at - now)} to go")
+    elif choice.rule == "failback" and target is not None:
+        reason = (f"fail back: {target.uplink} ranks higher than {state.current} and has been up for the "
+                  f"hold-down ({_dur(policy.failback.hold_down)})")
+    else:  # a rule this narration does not know: the engine's own words
+        reason = choice.reason
+    return Explanation(pick, action, note + reason, state.current, tuple(verdicts))
 
 
-def _urgent(policy: Policy, state: State, cur: Verdict) -> str:
-    """Why the current uplink must be left now ('' = it need not): link, DOWN, over a limit."""
-    for step in cur.steps:
-        if step.check in ("link", "limits") and not step.ok:
-            return step.detail
-    if _health(state, cur.uplink) is Health.DOWN:
-        return "health down"
-    return ""
+def _candidates(policy: Policy, state: State, verdicts: list[Verdict]) -> dict[str, Candidate]:
+    """The engine's candidates: one path per managed uplink with an address. A link problem or a
+    limit makes it DOWN, as the engine's link and health tracking do."""
+    out = {}
+    for up, v in zip(state.uplinks, verdicts):
+        if v.label is None or not up.addresses:
+            continue
+        usable = all(s.ok for s in v.steps if s.check in ("link", "limits"))
+        rank = policy.rank(up.name)
+        out[up.name] = Candidate(Path(UplinkName(up.name), up.addresses[0], ""),
+                                 up.health if usable else Health.DOWN,
+                                 up.up_since if state.now is not None else None,
+                                 rank if rank is not None else 99, policy.metered(up.name))
+    return out
 
 
-def _with_hold_down(policy: Policy, state: State, v: Verdict) -> Verdict:
-    """A candidate ranking above a healthy current uplink: has it held for the hold-down?"""
-    held = _held_down(policy, state, v.uplink)
-    step = Step("hold-down", held is None, held or f"up for at least hold_down {_dur(policy.failback.hold_down)}")
-    return dataclasses.replace(v, steps=v.steps + (step,))
+def _unusable(v: Verdict) -> str:
+    """Why the current uplink must be left: its first failed link or limits step, else DOWN."""
+    return next((s.detail for s in v.steps if s.check in ("link", "limits") and not s.ok), "health down")
 
 
-def _done(pick: str, state: State, verdicts: list[Verdict], reason: str) -> Explanation:
-    action = "stay" if pick == state.current else "move"
-    return Explanation(pick, action, reason, state.current, tuple(verdicts))
+def _with_hold_down(policy: Policy, state: State, v: Verdict, left: float) -> Verdict:
+    """A candidate the failback rule weighed: `left` = seconds to go (from `decide.proven_at`)."""
+    hold, since = _dur(policy.failback.hold_down), next(u.up_since for u in state.uplinks if u.name == v.uplink)
+    detail = (f"up for at least hold_down {hold}" if left <= 0
+              else f"now unknown: cannot tell, hold_down is {hold}" if state.now is None
+              else f"up_since unknown: counted from now, {_dur(left)} to go" if since is None
+              else f"up for {_dur(policy.failback.hold_down - left)} of hold_down {hold}: {_dur(left)} to go")
+    return dataclasses.replace(v, steps=v.steps + (Step("hold-down", left <= 0, detail),))
 
 
 def _judge(policy: Policy, up: UplinkState, current: bool) -> Verdict:
@@ -340,29 +354,6 @@ def _fnmatch(name: str, pattern: str) -> bool:
     from fnmatch import fnmatchcase
 
     return fnmatchcase(name, pattern)
-
-
-def _health(state: State, name: str) -> Health:
-    return next((u.health for u in state.uplinks if u.name == name), Health.UNKNOWN)
-
-
-def _held_down(policy: Policy, state: State, name: str) -> str | None:
-    """None if `name` has been UP for the hold-down; else why it is still held down."""
-    up = next(u for u in state.uplinks if u.name == name)
-    hold = policy.failback.hold_down
-    if up.up_since is None or state.now is None:
-        return None if hold == 0 else f"up_since or now unknown: cannot tell, hold_down is {_dur(hold)}"
-    held = state.now - up.up_since
-    if held >= hold:
-        return None
-    return f"up for {_dur(held)} of hold_down {_dur(hold)}: {_dur(hold - held)} to go"
-
-
-def _dwell_left(policy: Policy, state: State) -> str:
-    if state.last_move is None or state.now is None:
-        return ""
-    left = policy.failback.min_dwell - (state.now - state.last_move)
-    return _dur(left) if left > 0 else ""
 
 
 def _rank_words(v: Verdict) -> str:
