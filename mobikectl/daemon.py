@@ -268,11 +268,25 @@ class Daemon:
         else:
             if self.policy_loader is None:
                 raise DataError("cannot load policies: no loader")
-            policy = self.policy_loader(source)
+            try:
+                policy = self.policy_loader(source)
+            except DataError as exc:
+                self._reload_refused(source, exc)
+                raise
         self.policy = policy
         self._execute(self.engine.handle(F.PolicyLoaded(policy), self.clock()))
         log.info("policy %s loaded", policy.source)
         return policy
+
+    def _reload_refused(self, source: str, exc: DataError) -> None:
+        """Say why in the log (every problem: SIGHUP has no one else to tell) and as an event."""
+        log.error("reload of %s refused, the running policy %s stays:", source, self.policy.source)
+        for problem in exc.problems:
+            log.error("  %s", problem)
+        self._note(A.Note("policy", f"reload of {source} refused ({len(exc.problems)} problem"
+                          f"{'s' if len(exc.problems) != 1 else ''}): policy {self.policy.source} stays",
+                          {"source": source, "refused": True, "problems": list(exc.problems),
+                           "in_force": self.policy.source}))
 
 
 def _jsonable(value: Any) -> Any:
@@ -296,6 +310,8 @@ def install_signal_handlers(daemon: Daemon) -> None:
         def reload_in_loop():
             try:
                 daemon.reload(None)
+            except DataError:
+                pass  # reload() logged every problem
             except MobikectlError as exc:
                 log.error("reload refused, the running policy stays: %s", exc)
 
