@@ -19,6 +19,7 @@ import functools
 import json
 import os
 import re
+import sys
 
 import click
 
@@ -101,11 +102,15 @@ def events(path: str, as_json: bool, follow: bool, since: int | None) -> None:
     Without --follow: the kept events (after --since), then exit. With --follow and no
     --since: only new events. --json prints one JSON object a line, each with "schema": 1.
     """
-    for event in control_client.events(path, follow=follow, since=since):
-        if as_json:
-            click.echo(json.dumps(event, sort_keys=True))
-        else:
-            click.echo(render.event(event))
+    try:
+        for event in control_client.events(path, follow=follow, since=since):
+            if as_json:
+                click.echo(json.dumps(event, sort_keys=True))
+            else:
+                click.echo(render.event(event))
+    except BrokenPipeError:  # the reader went away (`events --follow | head`): done, quietly
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())  # so the interpreter's final flush does not fail too
 
 
 _DURATION = re.compile(r"(\d+(?:\.\d+)?)([smhd]?)")
