@@ -25,7 +25,7 @@ import click
 
 from mobikectl import cli_render as render
 from mobikectl.adapters import control_client
-from mobikectl.errors import NotOk
+from mobikectl.errors import NotOk, PermissionDenied
 from mobikectl.settings import DEFAULT_CONTROL_SOCKET
 
 LAB_SOCKET = "mobikectl.sock"  # in the lab's road-warrior directory (mobikectl.lab.state)
@@ -54,6 +54,17 @@ def daemon_options(fn):
         return fn(path=socket_for(socket_path, lab), as_json=as_json, **kwargs)
 
     return wrapper
+
+
+def _change(path: str, req: dict) -> dict:
+    """A request that changes the daemon (root only): a socket refusing the connect says so."""
+    try:
+        return control_client.request(path, req)
+    except PermissionDenied as exc:
+        if "cannot connect" not in exc.message:
+            raise  # the daemon's own refusal says what is needed
+        raise PermissionDenied(f"cannot connect to the mobikectl daemon at {path}: permission denied "
+                               f"(`mobikectl {req['cmd']}` needs root)") from None
 
 
 def _print_json(doc: dict) -> None:
@@ -163,7 +174,7 @@ def switch(path: str, as_json: bool, uplink: str | None, duration: float | None,
         raise click.UsageError("give an UPLINK to switch to, or --auto")
     else:
         req = {"cmd": "switch", "uplink": uplink, "for": duration, "force": force}
-    reply = control_client.request(path, req)
+    reply = _change(path, req)
     if as_json:
         _print_json(reply)
     else:
@@ -178,7 +189,7 @@ def reload(path: str, as_json: bool, policy_file: str | None) -> None:
     """Reload the policy, all or nothing: a bad file leaves the running policy in force
     (exit 65 with every problem). Needs root."""
     req = {"cmd": "reload", "policy": os.path.abspath(policy_file) if policy_file else None}
-    reply = control_client.request(path, req)
+    reply = _change(path, req)
     if as_json:
         _print_json(reply)
     else:
