@@ -49,6 +49,17 @@ class Choice:
     urgent: bool = False  # the current path is DOWN or gone: min_dwell does not apply
     recheck_at: float | None = None  # when a waiting failback may become allowed
     manual: bool = False
+    rule: str = ""  # which rule decided: manual, no-path, gone, down, stay, hold-down, min-dwell, failback
+
+
+def better(cur: Candidate, candidates: list[Candidate]) -> list[Candidate]:
+    """The UP candidates that beat `cur`, best first (rule 4 considers only these)."""
+    return sorted((c for c in candidates if c.health is Health.UP and c.key < cur.key), key=lambda c: c.key)
+
+
+def proven_at(c: Candidate, *, now: float, started_at: float, failback: Failback) -> float:
+    """When `c` has been UP for the hold-down (counted from the engine's start at the earliest)."""
+    return max(c.up_since if c.up_since is not None else now, started_at) + failback.hold_down
 
 
 def choose(current: Path | None, candidates: list[Candidate], *, now: float, started_at: float,
@@ -61,52 +72,54 @@ def choose(current: Path | None, candidates: list[Candidate], *, now: float, sta
         mine = sorted((c for c in candidates if c.path.uplink == override.uplink), key=lambda c: c.key)
         if mine and (mine[0].health is Health.UP or override.force):
             if cur is not None and cur.path.uplink == override.uplink:
-                return Choice(None, f"manual switch: staying on {override.uplink}", manual=True)
-            return Choice(mine[0].path, f"manual switch to {override.uplink}", urgent=True, manual=True)
+                return Choice(None, f"manual switch: staying on {override.uplink}", manual=True,
+                              rule="manual")
+            return Choice(mine[0].path, f"manual switch to {override.uplink}", urgent=True, manual=True,
+                          rule="manual")
 
     if current is None:
         if ups:
             return Choice(ups[0].path, f"the SA is on no managed path; {_name(ups[0])} is the best healthy path",
-                          urgent=True)
-        return Choice(None, "the SA is on no managed path and no path is healthy: staying")
+                          urgent=True, rule="no-path")
+        return Choice(None, "the SA is on no managed path and no path is healthy: staying", rule="no-path")
 
     if cur is None:
         same = [c for c in candidates if c.path.uplink == current.uplink and c.health is not Health.DOWN]
         if same:
             return Choice(same[0].path, f"{current.uplink}'s address changed: {current.local} -> "
-                          f"{same[0].path.local}", urgent=True)
+                          f"{same[0].path.local}", urgent=True, rule="gone")
         if ups:
             return Choice(ups[0].path, f"{current.local} is gone from {current.uplink}; "
-                          f"{_name(ups[0])} is the best healthy path", urgent=True)
-        return Choice(None, f"{current.local} is gone from {current.uplink} and no path is healthy: staying")
+                          f"{_name(ups[0])} is the best healthy path", urgent=True, rule="gone")
+        return Choice(None, f"{current.local} is gone from {current.uplink} and no path is healthy: staying",
+                      rule="gone")
 
     if cur.health is Health.DOWN:
         if ups:
             return Choice(ups[0].path, f"{_name(cur)} is down; {_name(ups[0])} is the best healthy path",
-                          urgent=True)
-        return Choice(None, f"{_name(cur)} is down but no other path is healthy: staying")
+                          urgent=True, rule="down")
+        return Choice(None, f"{_name(cur)} is down but no other path is healthy: staying", rule="down")
 
-    better = [c for c in ups if c.key < cur.key]
-    if not better:
+    beats = better(cur, candidates)
+    if not beats:
         if cur.health is Health.UP:
-            return Choice(None, f"{_name(cur)} is healthy and preferred")
-        return Choice(None, f"{_name(cur)} is {cur.health.value}; no better path is up")
-    proven_at = {c.path: max(c.up_since if c.up_since is not None else now, started_at) + failback.hold_down
-                 for c in better}
-    eligible = [c for c in better if proven_at[c.path] <= now]
+            return Choice(None, f"{_name(cur)} is healthy and preferred", rule="stay")
+        return Choice(None, f"{_name(cur)} is {cur.health.value}; no better path is up", rule="stay")
+    proven = {c.path: proven_at(c, now=now, started_at=started_at, failback=failback) for c in beats}
+    eligible = [c for c in beats if proven[c.path] <= now]
     if not eligible:
-        first = min(better, key=lambda c: proven_at[c.path])
-        wait = proven_at[first.path]
+        first = min(beats, key=lambda c: proven[c.path])
+        wait = proven[first.path]
         return Choice(None, f"{_name(first)} is preferred but up for less than the hold-down "
-                      f"({failback.hold_down:g} s)", recheck_at=wait)
+                      f"({failback.hold_down:g} s)", recheck_at=wait, rule="hold-down")
     if last_move_at is not None and now - last_move_at < failback.min_dwell:
         return Choice(None, f"{_name(eligible[0])} is preferred but the last move was "
                       f"{now - last_move_at:.1f} s ago (min dwell {failback.min_dwell:g} s)",
-                      recheck_at=last_move_at + failback.min_dwell)
+                      recheck_at=last_move_at + failback.min_dwell, rule="min-dwell")
     best = eligible[0]
     held = now - (best.up_since if best.up_since is not None else now)
     return Choice(best.path, f"failback: {_name(best)} is preferred to {_name(cur)} and has been up "
-                  f"for {held:.0f} s")
+                  f"for {held:.0f} s", rule="failback")
 
 
 def _name(c: Candidate) -> str:
