@@ -361,3 +361,5 @@ class Engine(Steering, CharonFacts):
                 self.active = self.active - {key}
                 pp.next_at = now + self._period(pp)
         self.active = active
+        for key, pp in self.paths.items():
+            pp.health.active = key in active

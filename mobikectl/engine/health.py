@@ -14,7 +14,10 @@ legal (state, event) pair is in `TRANSITIONS`; anything else is a programming er
 
 - An answer (a probe reply in time, or packets arriving through the tunnel while this is
   the SA's current path) is proof of life. `rise` answers in a row, within the class's
-  `Limits`, make an UNKNOWN or DOWN path UP. One answer makes a SUSPECT path UP again.
+  `Limits`, make an UNKNOWN or DOWN path UP. One answer makes a SUSPECT path UP again;
+  its `up_since` (what the failback hold-down counts from) is kept only if it is the SA's
+  active path (`active`, kept current by the engine). A standby path that was suspect is
+  UP again from that answer on: a flapping standby must prove itself for a whole hold-down.
 - A miss is a probe that timed out (the engine times probes out itself at
   sent + timeout) or could not be sent. `fall` misses in a row make an UP path SUSPECT;
   the engine then sends a confirming burst of `confirm` probes. If every probe of the
@@ -97,6 +100,7 @@ class PathHealth:
         self.state = UNKNOWN
         self.since = now  # when the state was entered
         self.up_since: float | None = None  # when it last became UP (None unless UP/SUSPECT)
+        self.active = False  # the SA's current path (set by the engine): see `_apply`
         self.misses = 0  # in a row
         self.answers = 0  # in a row
         self.burst_misses = 0
@@ -184,8 +188,8 @@ class PathHealth:
         if new is old:
             return None
         self.state, self.since = new, now
-        if new is UP and old is not SUSPECT:
-            self.up_since = now
+        if new is UP and (old is not SUSPECT or not self.active):
+            self.up_since = now  # a suspicion of a standby path restarts its hold-down
         elif new in (DOWN, UNKNOWN):
             self.up_since = None
         if new is SUSPECT:

@@ -7,8 +7,8 @@ from engine_helpers import (ETH, GW, ROUTERS, WLAN, WLAN_IP, WWAN, WWAN_IP, Matc
 from mobikectl.engine import actions as A
 from mobikectl.engine import inputs as F
 from mobikectl.engine.engine import Engine
-from mobikectl.engine.ids import Path
-from mobikectl.policy.model import Failback, Policy
+from mobikectl.engine.ids import Path, UplinkClass
+from mobikectl.policy.model import ClassSettings, Failback, Policy, ProbeTiming
 
 
 def steers(t, since=0.0):
@@ -116,6 +116,68 @@ def test_flapping_uplink_moves_at_most_once_per_hold_down():
     t.run_until(start + 125, answer_all())
     assert len(moves_to(t, WWAN, start)) == 1
     assert moves_to(t, WLAN, start) == []
+
+
+def test_a_standby_suspicion_restarts_the_hold_down():
+    """Lab: wlan0 (standby after a move) missed two probes, was suspect, answered the burst:
+    the failback must wait a whole hold-down from then, not from when wlan0 first came up."""
+    t = started()
+    t.feed(link("wlan0", carrier=False))
+    charon_moves(t, WWAN)
+    t.run_until(t.now + 10, answer_all())
+    t.feed(link("wlan0"))
+    back = t.now
+    dropping = (back + 10, back + 20)
+
+    def standby_lost(probe):  # regular standby probes lost for 10 s, the burst answered
+        if probe.path == WLAN and probe.reason == "standby path" and dropping[0] <= t.now < dropping[1]:
+            return None
+        return 0.005
+    t.run_until(back + 90, standby_lost)
+    notes = [(at, o.message) for at, o in t.log if isinstance(o, A.Note) and o.kind == "probe"
+             and o.message.startswith("wlan0") and at >= back]
+    cleared = [at for at, m in notes if "suspect -> up" in m]
+    assert [m for _, m in notes if "-> down" in m] == [] and len(cleared) == 1, notes
+    at = moves_to(t, WLAN, back)[0]
+    assert cleared[0] + 30.0 <= at < cleared[0] + 30.2
+
+
+def follow_steering(t):
+    """charon follows every SteerTo that moves the SA: ike-update 108 ms later."""
+    engine, where = t.engine, {"local": t.engine.sas.on_gateway(GW)[0].local_host}
+
+    def watch(orders):
+        for o in orders:
+            if isinstance(o, A.SteerTo) and o.path.local != where["local"]:
+                old, where["local"] = where["local"], o.path.local
+                t.pending.append((t.now + 0.108, F.IkeUpdated("home", "aa", "bb", old, GW, o.path.local, GW)))
+        return orders
+    handle, handle_timer = engine.handle, engine.handle_timer
+    engine.handle = lambda fact, now: watch(handle(fact, now))
+    engine.handle_timer = lambda now: watch(handle_timer(now))
+
+
+def test_flapping_standby_is_not_failed_back_to_within_the_hold_down():
+    """Lab: wlan0 blackholed and cleared every 2 s for 20 s (1 s standby probes, 5 s hold-down
+    and min dwell). Its suspicions cleared by the burst used to keep its up time: failed
+    back to and left again 0.7 s later. Now: one move away, the failback after the flapping."""
+    wifi = ClassSettings(UplinkClass.WLAN, probe=ProbeTiming(standby_interval=1.0))
+    policy = Policy(failback=Failback(hold_down=5.0, min_dwell=5.0),
+                    classes={**Policy().classes, UplinkClass.WLAN: wifi})
+    t = started(policy)
+    follow_steering(t)
+    start = t.now
+
+    def flapping(probe):  # blackholed during [0, 2), [4, 6), ... [16, 18) after start
+        if probe.path.uplink == "wlan0" and start <= t.now < start + 20 and int((t.now - start) // 2) % 2 == 0:
+            return None
+        return 0.005
+    t.run_until(start + 40, flapping)
+    moves = [(round(m.decided_at - start, 2), m.target.uplink) for m in t.engine.moves]
+    assert moves[0][1] == "wwan0" and moves[0][0] < 1.0, moves
+    assert all(b[0] - a[0] >= 5.0 for a, b in zip(moves, moves[1:])), moves
+    assert [m for m in moves if m[0] < 20] == moves[:1], moves
+    assert len(moves) == 2 and moves[1][1] == "wlan0" and 18 + 5 <= moves[1][0] < 25, moves
 
 
 def test_unconfirmed_move_is_retried_then_replaced_by_a_new_sa():

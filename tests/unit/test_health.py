@@ -50,16 +50,19 @@ def test_table_entries_are_reachable(state, event, new):
     assert h.state is new
 
 
-def test_fall_misses_make_suspect_and_one_answer_clears_it():
+@pytest.mark.parametrize("active,up_since", [(True, 2), (False, 3.2)])
+def test_fall_misses_make_suspect_and_one_answer_clears_it(active, up_since):
     h = PathHealth(WLAN, Limits(), 0.0)
+    h.active = active
     for i in range(3):
         h.answered(i, 0.005)
-    assert h.state is UP
-    assert h.missed(1.0) is None  # one miss is not enough
-    tr = h.missed(1.1)
+    assert h.state is UP and h.up_since == 2
+    assert h.missed(3.0) is None  # one miss is not enough
+    tr = h.missed(3.1)
     assert (tr.old, tr.new) == (UP, SUSPECT)
-    tr = h.answered(1.2, 0.005)
-    assert (tr.old, tr.new) == (SUSPECT, UP) and h.up_since == 2  # a suspicion keeps the up time
+    tr = h.answered(3.2, 0.005)
+    # the active path keeps its up time; a standby path's hold-down starts again
+    assert (tr.old, tr.new) == (SUSPECT, UP) and h.up_since == up_since
 
 
 def test_only_the_whole_burst_makes_down():
