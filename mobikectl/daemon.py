@@ -256,6 +256,8 @@ class Daemon:
         now = self.clock()
         until = None if until_in is None else now + until_in
         fact = F.SwitchRequested(uplink, until, force)
+        if self.recorder is not None:  # a replay (`policy simulate`) must see the user's switch too
+            self.recorder(now, fact)
         orders = self.engine.handle(fact, now)
         self._execute(orders)
         return [o for o in orders if isinstance(o, A.Note)]
