@@ -45,28 +45,37 @@ class CharonFacts:
                 out.append(A.Resync(f"ike-update for an IKE_SA of {fact.name} the engine does not know"))
             return
         self.topology_dirty = True
-        gw = self.gateways.get(fact.new_remote)
-        move = gw.move if gw is not None else None
-        if move is not None and move.target.local == fact.new_local:
+        move = self._move_of(sa.spis)
+        if move is not None and self._on_target(sa, move.target):
             move.ike_update_at = now
-            move.history.append(f"{now:.3f} ike-update")
+            move.history.append(f"{now:.3f} ike-update" + (f" (gateway {sa.remote_host})"
+                                                          if sa.remote_host != move.target.gateway else ""))
         else:
             out.append(A.Note("charon", f"charon moved {fact.name} by itself: {fact.old_local} -> {fact.new_local}",
                               {"ike": fact.name, "from": fact.old_local, "to": fact.new_local}))
-            if gw is not None:
-                gw.last_move_at = now  # a move all the same: it counts for min_dwell
+            for g in {fact.old_remote, fact.new_remote}:
+                if g in self.gateways:
+                    self.gateways[g].last_move_at = now  # a move all the same: it counts for min_dwell
         self._confirm_moves(now, out)
 
     def _on_ike_rekeyed(self: "Engine", fact: F.IkeRekeyed, now: float, out: list) -> None:
         if self.sas.rekeyed(fact):
+            old, new = (fact.old_spis[0], fact.old_spis[1]), fact.new.spis
+            for gw in self.gateways.values():  # the successor is the same SA to the engine
+                if old in gw.sas:
+                    gw.sas = (gw.sas - {old}) | {new}
+                if gw.move is not None and old in gw.move.spis:
+                    gw.move.spis = tuple(new if spis == old else spis for spis in gw.move.spis)
             self.topology_dirty = True
+            self._confirm_moves(now, out)
 
     def _on_child_rekeyed(self: "Engine", fact: F.ChildRekeyed, now: float, out: list) -> None:
         sa = self.sas.sas.get((fact.spi_i, fact.spi_r))
         if sa is None:
             return
         for m in reversed(self.moves):
-            if m.gateway == sa.remote_host and now - m.decided_at <= 2 * self.policy.moves.confirm_timeout:
+            if (sa.spis in m.spis or m.gateway == sa.remote_host) \
+                    and now - m.decided_at <= 2 * self.policy.moves.confirm_timeout:
                 if m.child_rekey_at is None:
                     m.child_rekey_at = now
                     m.history.append(f"{now:.3f} child rekey")
@@ -109,6 +118,9 @@ class CharonFacts:
                     self._end_move(gw, FAILED, f"initiate failed: {fact.error}", now, out)
         elif isinstance(order, A.Terminate):
             out.append(A.Resync("a Terminate failed: reconcile with charon's SAs"))
+        elif isinstance(order, A.RemoveSteering) and order.gateway in self.unsteered:
+            self.unsteered.discard(order.gateway)  # the route stays: it is steered like any of ours
+            self.topology_dirty = True
 
     # --- the user -------------------------------------------------------------------------
     def _on_switch(self: "Engine", fact: F.SwitchRequested, now: float, out: list) -> None:

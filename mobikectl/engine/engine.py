@@ -57,6 +57,7 @@ class Engine(Steering, CharonFacts):
         self.inbound_at: float | None = None
         self.moves: deque[Move] = deque(maxlen=20)
         self.sa_uplink: dict[str, str] = {}  # local address -> the uplink it was last seen on
+        self.unsteered: set[str] = set()  # gateway addresses whose route we remove (RemoveSteering)
         self.topology_dirty = True
         self.decide_dirty = True
         self._order: list[PathProbe] | None = None  # the paths in key order (a cache)
@@ -124,11 +125,14 @@ class Engine(Steering, CharonFacts):
     def _on_route(self, fact: F.RouteChanged, now: float, out: list) -> None:
         gw = self.uplinks.route_changed(fact)
         if gw is not None:
+            if gw not in self.uplinks.steering:
+                self.unsteered.discard(gw)
             self._our_route_changed(gw, fact, now, out)
         self.topology_dirty = True
 
     def _on_net_snapshot(self, fact: F.NetSnapshot, now: float, out: list) -> None:
         self.uplinks.snapshot(fact)
+        self.unsteered &= set(self.uplinks.steering)
         for gw in sorted(set(self.uplinks.steering) | set(self.gateways)):
             route = self.uplinks.steering.get(gw)
             self._our_route_changed(gw, route or F.RouteChanged(f"{gw}/32", None, None, present=False,
@@ -275,6 +279,7 @@ class Engine(Steering, CharonFacts):
     # --- the paths --------------------------------------------------------------------------
     def _settle(self, now: float, out: list) -> None:
         if self.topology_dirty:
+            self._follow_sas(now, out)
             self._sync_paths(now, out)
         if self.decide_dirty:
             self.decide_dirty = False
@@ -289,10 +294,13 @@ class Engine(Steering, CharonFacts):
     def _sync_paths(self, now: float, out: list) -> None:
         self.topology_dirty = False
         self.decide_dirty = True
-        gws = set(self.sas.gateways()) | set(self.uplinks.steering)
+        gws = set(self.sas.gateways())
+        self.unsteered -= gws  # an SA uses it (again): steered again
+        gws |= set(self.uplinks.steering) - self.unsteered
         gws |= {g for g, st in self.gateways.items() if st.move is not None}
-        for g in gws:
-            self.gateways.setdefault(g, Gateway(g))
+        for g in gws:  # each remembers its SAs, to follow them to another address (_follow_sas)
+            self.gateways.setdefault(g, Gateway(g)).sas.update(
+                spis for spis, sa in self.sas.sas.items() if sa.remote_host == g)
         for g in [g for g in self.gateways if g not in gws]:
             del self.gateways[g]
         managed = self.uplinks.managed()

@@ -1,12 +1,16 @@
 """Steering state per gateway address, and the record of each move.
 
-A move is a SteerTo followed by confirmation: charon reports the IKE_SA's new local
-address (`ike-update`, or a `list-sas` snapshot) equal to the chosen one within
-`moves.confirm_timeout`. With kernel-libipsec a CHILD_SA rekey follows the move; with
-kernel ESP the SAs are updated in place; neither is needed for the confirmation, a rekey
-seen is recorded. Unconfirmed (or the route could not be installed): the SteerTo is
-retried `moves.retries` times, then the fallback is a new IKE_SA over the chosen path
-(Initiate; the steering route stays so the new SA uses it) and the old one is terminated.
+A move is a SteerTo followed by confirmation: charon reports the IKE_SA being moved (known
+by its SPIs, or its rekeyed successor) on the chosen uplink (`ike-update`, or a `list-sas`
+snapshot) within `moves.confirm_timeout`, whichever of the gateway's addresses it then
+uses. With kernel-libipsec a CHILD_SA rekey follows the move; with kernel ESP the SAs are
+updated in place; neither is needed for the confirmation, a rekey seen is recorded.
+Unconfirmed (or the route could not be installed): the SteerTo is retried `moves.retries`
+times, then the fallback is a new IKE_SA over the chosen path (Initiate; the steering route
+stays so the new SA uses it) and the old one is terminated.
+
+`Gateway.sas` remembers which SAs used an address: when all of them are at another address
+of the gateway, the state follows them there (steering._follow_sas).
 """
 
 from __future__ import annotations
@@ -14,6 +18,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from mobikectl.engine.ids import Path
+
+Spis = tuple[str, str]
 
 PENDING, CONFIRMED, FALLBACK, FAILED, ABORTED = "pending", "confirmed", "fallback", "failed", "aborted"
 
@@ -33,8 +39,10 @@ class Move:
     ike_update_at: float | None = None
     child_rekey_at: float | None = None
     confirmed_at: float | None = None
+    spis: tuple[Spis, ...] = ()  # the IKE_SAs being moved (IkeRekeyed replaces an entry)
+    names: tuple[str, ...] = ()  # their connections: a new SA of one stands in once all are gone
     fallback_names: tuple[str, ...] = ()
-    fallback_old: tuple[tuple[str, str], ...] = ()  # the SPIs of the SAs the fallback replaces
+    fallback_old: tuple[Spis, ...] = ()  # the SPIs of the SAs the fallback replaces
     history: list[str] = field(default_factory=list)
 
     def view(self) -> dict:
@@ -71,6 +79,7 @@ class Gateway:
     chosen: Path | None = None
     why: str = ""
     recheck_at: float | None = None
+    sas: set[Spis] = field(default_factory=set)  # the SAs seen on this address, while they exist
 
     def deadlines(self) -> list[float]:
         out = [t for t in (self.recheck_at, self.blocked_until, self.route_retry_at) if t is not None]

@@ -1,6 +1,7 @@
 """The engine's steering half: decide per gateway, steer (SteerTo), confirm the move, retry,
-fall back to a new SA. A mixin of `Engine` (engine.py holds the paths and probes; this
-module reads them). See moves.py for the life of a move and decide.py for the rules.
+fall back to a new SA; follow an SA that charon took to another address of its gateway.
+A mixin of `Engine` (engine.py holds the paths and probes; this module reads them). See
+moves.py for the life of a move and decide.py for the rules.
 """
 
 from __future__ import annotations
@@ -89,22 +90,44 @@ class Steering:
         if not sas or all(sa.local_host == target.local for sa in sas):
             return  # nothing to move: the route alone is the decision
         move = Move(gw.address, current, target, reason, now, now + self.policy.moves.confirm_timeout,
-                    manual=manual)
+                    manual=manual, spis=tuple(sa.spis for sa in sas),
+                    names=tuple(sorted({sa.name for sa in sas})))
         move.history.append(f"{now:.3f} steer")
         gw.move, gw.last_move_at = move, now
         self.moves.append(move)
 
+    def _on_target(self: "Engine", sa: F.SaInfo, target: Path) -> bool:
+        """The SA sits on the target's uplink: with the target's address, or, when charon took
+        it to another address of the gateway, with the uplink's address for that one."""
+        if sa.remote_host == target.gateway:
+            return sa.local_host == target.local
+        up = self.uplinks.links.get(target.uplink)
+        return (up is not None and self.uplinks.is_managed(target.uplink)
+                and sa.local_host == up.source(family(sa.remote_host)))
+
+    def _move_of(self: "Engine", spis: tuple[str, str]) -> Move | None:
+        return next((gw.move for gw in self.gateways.values() if gw.move is not None and spis in gw.move.spis),
+                    None)
+
     def _confirm_moves(self: "Engine", now: float, out: list, ike_update: bool = False) -> None:
-        for gw in self.gateways.values():
+        """A move is confirmed when the SAs it moves (by SPIs) sit on the target uplink, at
+        whichever gateway address; once all are gone, a new SA of their connection there."""
+        settled = self.sas.settled()
+        for gw in list(self.gateways.values()):
             m = gw.move
             if m is None:
                 continue
-            sas = self.sas.on_gateway(gw.address)
             if m.outcome == FALLBACK:
-                done = any(sa.name in m.fallback_names and sa.local_host == m.target.local
-                           and sa.spis not in m.fallback_old for sa in sas)
+                new = [sa for sa in settled if sa.name in m.fallback_names and sa.spis not in m.fallback_old
+                       and self._on_target(sa, m.target)]
+                gw.sas.update(sa.spis for sa in new)  # the replacement: followed like the SA it replaces
+                done = bool(new)
+            elif live := [sa for sa in settled if sa.spis in m.spis]:
+                done = all(self._on_target(sa, m.target) for sa in live)
+            elif not any(spis in self.sas.sas for spis in m.spis):
+                done = any(sa.name in m.names and self._on_target(sa, m.target) for sa in settled)
             else:
-                done = bool(sas) and all(sa.local_host == m.target.local for sa in sas)
+                done = False  # still there, but not settled (e.g. being deleted)
             if done:
                 if ike_update and m.ike_update_at is None:
                     m.ike_update_at = now
@@ -146,7 +169,7 @@ class Steering:
             out.append(A.SteerTo(m.target, self._nexthop(m.target), reason))
             out.append(A.Resync("confirm the move"))
             return
-        sas = [sa for sa in self.sas.on_gateway(gw.address) if sa.local_host != m.target.local]
+        sas = [sa for sa in self.sas.settled() if sa.spis in m.spis and not self._on_target(sa, m.target)]
         m.outcome = FALLBACK
         m.fallback_names = tuple(sorted({sa.name for sa in sas}))
         m.fallback_old = tuple(sa.spis for sa in sas)
@@ -173,6 +196,39 @@ class Steering:
                     setattr(gw, attr, None)
                     self.decide_dirty = True
 
+    # --- the SA's gateway address ---------------------------------------------------------
+    def _follow_sas(self: "Engine", now: float, out: list) -> None:
+        """charon took every SA of a gateway address to another address of the gateway (MOBIKE
+        may pick any it knows): the engine's state for the gateway follows the SAs (they are
+        steered there from now on) and our route to the address they left is removed.
+        Run on every change of the SAs, before the paths (and `Gateway.sas`) are derived."""
+        table = self.sas.sas
+        settled = {sa.spis: sa.remote_host for sa in self.sas.settled()}
+        for g in sorted(self.gateways):
+            gw = self.gateways.get(g)
+            if gw is None:
+                continue
+            gw.sas = {spis for spis in gw.sas if spis in table}
+            if any(sa.remote_host == g for sa in table.values()):
+                continue
+            there = sorted({settled[spis] for spis in gw.sas if spis in settled} - {g})
+            if not there:
+                continue
+            new_g = there[0]
+            why = f"charon took the IKE_SA from gateway address {g} to {new_g}"
+            if gw.move is not None:  # _confirm_moves ran first: not on the target uplink
+                self._end_move(gw, ABORTED, why, now, out)
+            out.append(A.Note("charon", f"{why}: steering follows it", {"from": g, "to": new_g}))
+            dst = self.gateways.setdefault(new_g, Gateway(new_g))
+            dst.last_move_at = _latest(dst.last_move_at, gw.last_move_at)
+            dst.blocked_until = _latest(dst.blocked_until, gw.blocked_until)
+            dst.sas.update(gw.sas)
+            del self.gateways[g]
+            self.topology_dirty = self.decide_dirty = True
+            if gw.route is not None or g in self.uplinks.steering:
+                self.unsteered.add(g)
+                out.append(A.RemoveSteering(g, f"{why}: our route to {g} is not needed"))
+
     # --- our steering route as netlink shows it --------------------------------------------
     def _our_route_changed(self: "Engine", g: str, route: F.RouteChanged, now: float, out: list) -> None:
         gw = self.gateways.setdefault(g, Gateway(g))
@@ -184,3 +240,7 @@ class Steering:
         elif gw.route is not None and (route.ifname is None or route.ifname == gw.route.uplink):
             gw.route, gw.route_nexthop, gw.route_seen = None, None, False
         self.decide_dirty = True
+
+
+def _latest(a: float | None, b: float | None) -> float | None:
+    return b if a is None else a if b is None else max(a, b)

@@ -154,10 +154,6 @@ def test_link_down_brings_traffic_back_on_wwan0_same_sa(controller):
     fail_over(controller, "down", confirmed=False)
 
 
-@pytest.mark.xfail(strict=False, reason=(
-    "product bug: when charon's own roaming picks the gateway's second address (203.0.113.11), "
-    "the engine never confirms its move to wwan0>203.0.113.10 (it looks for SAs on gateway .10 only): "
-    "retry, then a 'fallback' over no SA, ending 'failed' (mobikectl/engine/steering.py _confirm_moves)"))
 def test_link_down_move_is_confirmed_whatever_gateway_address_charon_picks(controller):
     """After wlan0 goes down, the controller's account of the move ends 'confirmed' (no retry,
     no fallback, no failed move), whichever of the gateway's addresses charon moved to."""

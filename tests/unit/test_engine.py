@@ -202,6 +202,83 @@ def test_unconfirmed_move_is_retried_then_replaced_by_a_new_sa():
     assert t.engine.view()["moves"][-1]["outcome"] == "confirmed"
 
 
+def test_a_move_is_confirmed_whichever_gateway_address_charon_picks():
+    """Lab: on link down charon roamed by itself to the gateway's other address over wwan0.
+    The engine looked for the SA on the address it steered only: retry, a 'fallback' over
+    no SA, a failed move, and later routes to both addresses. Now: confirmed (the SA is
+    known by its SPIs), steering follows it to that address, our route to the old one goes."""
+    gw2 = "198.51.100.10"
+    t = started()
+    t.feed(steering_route(WLAN))
+    t0 = t.now
+    out = t.feed(link("wlan0", up=False, carrier=False))
+    assert of(out, A.SteerTo) == [A.SteerTo(WWAN, ROUTERS["wwan0"], Matching("wlan0 is down"))]
+    t.feed(steering_route(WWAN))
+    t.run_until(t0 + 0.108, answer_all())
+    out = t.feed(F.IkeUpdated("home", "aa", "bb", WLAN_IP, GW, WWAN_IP, gw2))
+    assert A.Note("move", Matching("moved to wwan0:10.2.0.2>192.0.2.1 in 108 ms")) in out
+    assert of(out, A.RemoveSteering, A.SteerTo) == [
+        A.RemoveSteering(GW, Matching(f"from gateway address {GW} to {gw2}")),
+        A.SteerTo(Path("wwan0", WWAN_IP, gw2), ROUTERS["wwan0"], Matching("keep the steering route on wwan0")),
+    ]
+    t.feed(steering_route(WWAN, present=False))
+    t.feed(steering_route(Path("wwan0", WWAN_IP, gw2)))
+    t.run_until(t0 + 20, answer_all())
+    view = t.engine.view()
+    assert [(m["outcome"], m["attempts"]) for m in view["moves"]] == [("confirmed", 1)]
+    assert list(view["gateways"]) == [gw2] and view["chosen"] == Path("wwan0", WWAN_IP, gw2).to_json()
+    assert of([o for at, o in t.log if at > t0 + 0.108], A.Initiate, A.Terminate, A.Resync) == []
+    assert [o for _, o in steers(t, t0 + 0.2)] == []  # nothing steers the old address again
+    # the failback steers the SA's address, and only that one
+    t.feed(link("wlan0"))
+    t.run_until(t0 + 52, answer_all())  # wlan0 up at t0 + 20.2, the 30 s hold-down
+    (at, back), = steers(t, t0 + 20)
+    assert back.path == Path("wlan0", WLAN_IP, gw2) and "failback" in back.reason
+    t.run_until(at + 0.108, answer_all())
+    t.feed(F.IkeUpdated("home", "aa", "bb", WWAN_IP, gw2, WLAN_IP, gw2))
+    t.run_until(t0 + 70, answer_all())
+    assert [m["outcome"] for m in t.engine.view()["moves"]] == ["confirmed", "confirmed"]
+    assert len(steers(t, t0 + 20)) == 1
+
+
+def test_a_rekeyed_sa_is_still_the_sa_being_moved():
+    t = started()
+    t.feed(link("wlan0", carrier=False))
+    t.feed(F.IkeRekeyed("home", ("aa", "bb"), sa(spis=("cc", "dd"))))  # an IKE rekey races the move
+    out = t.feed(F.IkeUpdated("home", "cc", "dd", WLAN_IP, GW, WWAN_IP, GW))
+    assert A.Note("move", Matching("moved to wwan0")) in out
+    assert not [o for o in out if isinstance(o, A.Note) and "by itself" in o.message]
+    t.run_until(t.now + 15, answer_all())
+    (move,) = t.engine.view()["moves"]
+    assert move["outcome"] == "confirmed" and move["ike_update_at"] is not None
+
+
+def test_charon_roaming_to_another_gateway_address_by_itself_is_followed():
+    gw2 = "198.51.100.10"
+    t = started()  # charon's ike-update is the first fact since the snapshot
+    t0 = t.now
+    out = t.feed(F.IkeUpdated("home", "aa", "bb", WLAN_IP, GW, WLAN_IP, gw2))
+    assert of(out, A.RemoveSteering, A.SteerTo) == [
+        A.RemoveSteering(GW, Matching(f"from gateway address {GW} to {gw2}")),
+        A.SteerTo(Path("wlan0", WLAN_IP, gw2), ROUTERS["wlan0"], Matching("keep the steering route on wlan0")),
+    ]
+    t.run_until(t.now + 60, answer_all())  # the route's removal not seen yet: the old address stays unsteered
+    assert list(t.engine.view()["gateways"]) == [gw2] and t.engine.view()["moves"] == []
+    assert len(steers(t, t0)) == 1
+
+
+def test_a_pending_move_whose_sa_charon_took_elsewhere_is_decided_again():
+    gw2 = "198.51.100.10"
+    t = started()
+    t.feed(F.SwitchRequested("wwan0"))
+    t0 = t.now
+    out = t.feed(F.IkeUpdated("home", "aa", "bb", WLAN_IP, GW, WLAN_IP, gw2))  # not where we steered
+    assert A.Note("move", Matching("move to wwan0:10.2.0.2>192.0.2.1 aborted: charon took the IKE_SA")) in out
+    assert A.RemoveSteering(GW, Matching("not needed")) in out
+    t.run_until(t0 + 1, answer_all())  # the paths to gw2 rise: the manual switch applies there
+    assert [o.path for _, o in steers(t, t0 + 0.01)] == [Path("wwan0", WWAN_IP, gw2)]
+
+
 def test_a_route_that_cannot_be_installed_counts_as_a_failed_attempt():
     t = started()
     steer = of(t.feed(link("wlan0", carrier=False)), A.SteerTo)[0]
