@@ -134,7 +134,7 @@ def _row(cells: list[str], widths: list[int]) -> str:
 
 
 def render(doc: dict) -> str:
-    widths = [10, 13, 6, 8, 8, 8, 7]
+    widths = [10, 13, 6, 8, 8, 8, 8]
     head = ["fault", "setup", "trials", "median", "max", "not rec", "ratio"]
     lines = [f"mobikectl bench: {doc.get('date', '')} on {doc.get('machine', {}).get('summary', '')}",
              f"policy {doc.get('policy')}; gap = longest silence of a 100 Hz ping through the tunnel after the "
@@ -182,6 +182,8 @@ def render(doc: dict) -> str:
         if u:
             lines.append(f"{who}: RSS {u['rss_kb'] / 1024:.1f} MiB (peak {u['hwm_kb'] / 1024:.1f} MiB), "
                          f"CPU {u['cpu_percent']}% of a core ({u['cpu_s']} s over {u['wall_s']} s)")
+    if doc.get("daemon_log"):
+        lines.append(f"controller log: {doc['daemon_log']}")
     fm = doc.get("false_moves")
     if fm:
         lines.append(f"false moves at {fm['loss'] * 100:g}% loss each way: {fm['false_moves']} in "

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import os
 import platform
+import shutil
 import socket
 import tempfile
 import time
@@ -198,7 +199,10 @@ def run_controller(lab, opts: Options, say: Clock, out: list, costs: dict, probe
                                   "engine_mb_per_month": round(standby_bytes_per_month(cell.probe) / 1e6, 3),
                                   **report.standby_target(mb)}
         ctl.stop()
-        say("  controller stopped")
+        keep = Path(tempfile.gettempdir()) / f"mobikectl-bench-{lab.name}-daemon.log"
+        shutil.copyfile(ctl.log_path, keep)  # the lab directory goes with the lab
+        probes["daemon_log"] = str(keep)
+        say(f"  controller stopped (its log kept in {keep})")
     finally:
         if fast:
             os.unlink(fast)
@@ -234,6 +238,7 @@ def run_bench(opts: Options, emit: Callable[[str], None]) -> dict:
         say(f"  {sim['false_moves']} false moves in {opts.sim_days:g} days")
     active = policy.class_of(tr.ACTIVE)
     floor = {"class": active.cls.value, **probe_floor(active.probe)}
-    return report.build(trials, list(opts.faults), date=started, machine=machine(), policy=str(Path(opts.policy)),
+    daemon_log = probes.pop("daemon_log", None)
+    return report.build(trials, list(opts.faults), date=started, daemon_log=daemon_log, machine=machine(), policy=str(Path(opts.policy)),
                         trials=opts.trials, probe_floor=floor, probes=probes, usage=costs, false_moves=sim,
                         seconds=round(time.monotonic() - say.t0, 1))

@@ -33,3 +33,5 @@ def test_bench_smoke_json(lab_env, tmp_path):
     assert doc["probes"]["idle_standby"]["standby_interval_s"] == 30.0
     assert doc["false_moves"]["days"] == 0.01 and "false_moves_per_day" in doc["false_moves"]
     assert "controller: down 1/1" in proc.stderr  # progress on stderr
+    assert os.path.exists(doc["daemon_log"])
+    os.unlink(doc["daemon_log"])
