@@ -34,8 +34,9 @@ DEFAULT_ROUTE_PROTO = 73  # mobikectl.settings.ROUTE_PROTO; passed in by the dae
 FRESH = 2.0  # a standby path that answered this recently is not re-probed on suspicion
 FRESH_METERED = 10.0
 
-R_ACTIVE, R_STANDBY, R_RISE, R_BURST, R_CHECK = (
-    "active path", "standby path", "rising", "confirming burst", "active path suspect: checking standby")
+R_ACTIVE, R_STANDBY, R_RISE, R_BURST, R_CHECK, R_RECHECK = (
+    "active path", "standby path", "rising", "confirming burst", "active path suspect: checking standby",
+    "standby path missed a probe: checking again")
 
 
 class Engine(Steering, CharonFacts):
@@ -179,6 +180,14 @@ class Engine(Steering, CharonFacts):
         tr = pp.health.missed(now, burst=burst, why=why)
         if tr is not None:
             self._transition(pp, tr, now, out)
+        elif self._rechecking(pp):  # an outage shorter than two standby periods must show too
+            pp.next_at = now if pp.next_at is None else min(pp.next_at, now)
+
+    def _rechecking(self, pp: PathProbe) -> bool:
+        """A standby path that missed a probe: probed at the active cadence until it answers
+        (a lost packet) or `fall` misses make it SUSPECT (which restarts its hold-down)."""
+        h = pp.health
+        return h.state is Health.UP and h.misses > 0 and pp.key not in self.active
 
     def _transition(self, pp: PathProbe, tr: Transition, now: float, out: list) -> None:
         name = pp.path.id if pp.path else f"{pp.uplink}>{pp.gateway}"
@@ -215,7 +224,8 @@ class Engine(Steering, CharonFacts):
 
     def _period(self, pp: PathProbe) -> float:
         t, h = pp.health.timing, pp.health
-        if pp.key in self.active or h.state is Health.UNKNOWN or (h.state is Health.DOWN and h.answers):
+        if pp.key in self.active or h.state is Health.UNKNOWN or (h.state is Health.DOWN and h.answers) \
+                or self._rechecking(pp):
             return t.interval
         return t.standby_interval
 
@@ -273,7 +283,8 @@ class Engine(Steering, CharonFacts):
                 if not budget.allows(cost, now):
                     pp.next_at = budget.ready_at(cost, now)
                     continue
-            self._send(pp, kind, now, False, R_ACTIVE if active else (R_RISE if rising else R_STANDBY), out)
+            reason = R_ACTIVE if active else R_RECHECK if self._rechecking(pp) else R_RISE if rising else R_STANDBY
+            self._send(pp, kind, now, False, reason, out)
             pp.next_at = now + period
 
     # --- the paths --------------------------------------------------------------------------
