@@ -18,28 +18,23 @@ from collections import deque
 
 from mobikectl.engine import actions as A
 from mobikectl.engine import inputs as F
-from mobikectl.engine.decide import Candidate, Override, choose
-from mobikectl.engine.health import PathHealth, Transition
-from mobikectl.engine.ids import Health, Path, ProbeKind
+from mobikectl.engine.decide import Candidate, Override
+from mobikectl.engine.health import PathHealth
+from mobikectl.engine.ids import Health, Path
 from mobikectl.engine.moves import Gateway, Move
-from mobikectl.engine.probing import Budget, PathProbe, probe_bytes
+from mobikectl.engine.probing import Budget, PathProbe
 from mobikectl.engine.sas import SaTable
 from mobikectl.engine.charon import CharonFacts
+from mobikectl.engine.scheduling import Scheduling
 from mobikectl.engine.steering import Steering
 from mobikectl.engine.uplinks import Uplinks, family
 from mobikectl.engine.view import render
 from mobikectl.policy.model import Policy
 
 DEFAULT_ROUTE_PROTO = 73  # mobikectl.settings.ROUTE_PROTO; passed in by the daemon
-FRESH = 2.0  # a standby path that answered this recently is not re-probed on suspicion
-FRESH_METERED = 10.0
-
-R_ACTIVE, R_STANDBY, R_RISE, R_BURST, R_CHECK, R_RECHECK = (
-    "active path", "standby path", "rising", "confirming burst", "active path suspect: checking standby",
-    "standby path missed a probe: checking again")
 
 
-class Engine(Steering, CharonFacts):
+class Engine(Scheduling, Steering, CharonFacts):
     def __init__(self, policy: Policy, now: float, *, route_proto: int = DEFAULT_ROUTE_PROTO) -> None:
         self.policy = policy
         self.started_at = now
@@ -139,153 +134,6 @@ class Engine(Steering, CharonFacts):
             self._our_route_changed(gw, route or F.RouteChanged(f"{gw}/32", None, None, present=False,
                                                                 proto=self.route_proto), now, out)
         self.topology_dirty = True
-
-    # --- probes -----------------------------------------------------------------------------
-    def _on_reply(self, fact: F.ProbeReplied, now: float, out: list) -> None:
-        pp = self.paths.get((fact.path.uplink, fact.path.gateway))
-        if pp is None:
-            return
-        pp.received(fact.kind, now)
-        if pp.inflight.pop(fact.seq, None) is None:  # late (already timed out) or unknown
-            if fact.seq <= pp.seq:
-                pp.health.learn_rtt(fact.rtt)
-            return
-        tr = pp.health.answered(now, fact.rtt)
-        if tr is not None:
-            self._transition(pp, tr, now, out)
-        elif pp.health.state in (Health.UNKNOWN, Health.DOWN) and pp.key not in self.active:
-            pp.next_at = min(pp.next_at if pp.next_at is not None else now, now + pp.health.timing.interval)
-
-    def _on_probe_lost(self, fact: F.ProbeLost, now: float, out: list) -> None:
-        pp = self.paths.get((fact.path.uplink, fact.path.gateway))
-        if pp is None:
-            return
-        probe = pp.inflight.pop(fact.seq, None)
-        if probe is not None:
-            self._missed(pp, probe.burst, fact.why or "lost", now, out)
-
-    def _on_inbound(self, fact: F.TunnelInbound, now: float, out: list) -> None:
-        before, self.inbound_packets = self.inbound_packets, fact.packets
-        if before is None or fact.packets <= before:
-            return
-        self.inbound_at = now
-        for key in sorted(self.active):
-            pp = self.paths.get(key)
-            if pp is not None and pp.can_probe():
-                tr = pp.health.answered(now)
-                if tr is not None:
-                    self._transition(pp, tr, now, out)
-
-    def _missed(self, pp: PathProbe, burst: bool, why: str, now: float, out: list) -> None:
-        tr = pp.health.missed(now, burst=burst, why=why)
-        if tr is not None:
-            self._transition(pp, tr, now, out)
-        elif self._rechecking(pp):  # an outage shorter than two standby periods must show too
-            pp.next_at = now if pp.next_at is None else min(pp.next_at, now)
-
-    def _rechecking(self, pp: PathProbe) -> bool:
-        """A standby path that missed a probe: probed at the active cadence until it answers
-        (a lost packet) or `fall` misses make it SUSPECT (which restarts its hold-down)."""
-        h = pp.health
-        return h.state is Health.UP and h.misses > 0 and pp.key not in self.active
-
-    def _transition(self, pp: PathProbe, tr: Transition, now: float, out: list) -> None:
-        name = pp.path.id if pp.path else f"{pp.uplink}>{pp.gateway}"
-        out.append(A.Note("probe", f"{name}: {tr.old.value} -> {tr.new.value} ({tr.why})",
-                          {"path": name, "uplink": pp.uplink, "from": tr.old.value, "to": tr.new.value,
-                           "event": tr.event.value}))
-        self.decide_dirty = True
-        if tr.new is Health.SUSPECT:
-            pp.start_burst(now)
-            pp.next_at = None
-            if pp.key in self.active:
-                self._check_standbys(pp, now, out)
-            return
-        pp.stop_burst()
-        pp.next_at = now + self._period(pp)
-
-    def _check_standbys(self, suspect: PathProbe, now: float, out: list) -> None:
-        """The active path is suspect: make sure the target of a move is known good."""
-        for pp in self._sorted_paths():
-            if pp.gateway != suspect.gateway or pp is suspect or not pp.can_probe():
-                continue
-            if pp.health.state is Health.SUSPECT or pp.key in self.active:
-                continue
-            metered = self.policy.metered(pp.uplink)
-            last = pp.health.last_answer
-            if last is not None and now - last < (FRESH_METERED if metered else FRESH):
-                continue
-            kind = self._kind(pp)
-            budget = self.budgets.get(pp.uplink)
-            if budget is not None and not budget.allows(2 * probe_bytes(kind, pp.gateway), now):
-                continue
-            self._send(pp, kind, now, False, R_CHECK, out)
-            pp.next_at = now + self._period(pp)
-
-    def _period(self, pp: PathProbe) -> float:
-        t, h = pp.health.timing, pp.health
-        if pp.key in self.active or h.state is Health.UNKNOWN or (h.state is Health.DOWN and h.answers) \
-                or self._rechecking(pp):
-            return t.interval
-        return t.standby_interval
-
-    def _kind(self, pp: PathProbe) -> ProbeKind:
-        kinds = self.policy.probes.kinds
-        if pp.key in self.active and "data" in kinds and self._vip(pp.gateway):
-            return ProbeKind.DATA
-        if "echo" in kinds or "ike" not in kinds:
-            return ProbeKind.ECHO
-        return ProbeKind.IKE
-
-    def _vip(self, gateway: str) -> str | None:
-        """The virtual IP a DATA probe leaves from (None: no DATA probe possible)."""
-        target = self.policy.probes.data_target
-        if not target:
-            return None
-        for sa in self.sas.on_gateway(gateway):
-            for vip in sa.vips:
-                if family(vip) == family(target):
-                    return vip
-        return None
-
-    def _send(self, pp: PathProbe, kind: ProbeKind, now: float, burst: bool, reason: str, out: list) -> None:
-        seq, timeout, size = pp.sent(kind, now, burst)
-        budget = self.budgets.get(pp.uplink)
-        if budget is not None:
-            budget.spend(2 * size, now)
-        if kind is ProbeKind.DATA:
-            out.append(A.SendProbe(pp.path, kind, seq, round(timeout, 6), reason,  # type: ignore[arg-type]
-                                   src=self._vip(pp.gateway), dst=self.policy.probes.data_target))
-        else:
-            out.append(A.SendProbe(pp.path, kind, seq, round(timeout, 6), reason))  # type: ignore[arg-type]
-
-    def _send_due(self, now: float, out: list) -> None:
-        for pp in self._sorted_paths():
-            if not pp.can_probe():
-                continue
-            timing = pp.health.timing
-            if pp.burst_left and pp.burst_at is not None and pp.burst_at <= now:
-                self._send(pp, self._kind(pp), now, True, R_BURST, out)
-                pp.burst_left -= 1
-                pp.burst_at = now + timing.confirm_interval if pp.burst_left else None
-            if pp.next_at is None or pp.next_at > now:
-                continue
-            active = pp.key in self.active
-            if active and self.inbound_at is not None and now - self.inbound_at < timing.interval:
-                pp.next_at = self.inbound_at + timing.interval  # the tunnel's traffic answered for us
-                continue
-            kind = self._kind(pp)
-            period = self._period(pp)
-            budget = self.budgets.get(pp.uplink)
-            rising = period == timing.interval
-            if budget is not None and not active and not rising:
-                cost = 2 * probe_bytes(kind, pp.gateway)
-                if not budget.allows(cost, now):
-                    pp.next_at = budget.ready_at(cost, now)
-                    continue
-            reason = R_ACTIVE if active else R_RECHECK if self._rechecking(pp) else R_RISE if rising else R_STANDBY
-            self._send(pp, kind, now, False, reason, out)
-            pp.next_at = now + period
 
     # --- the paths --------------------------------------------------------------------------
     def _settle(self, now: float, out: list) -> None:

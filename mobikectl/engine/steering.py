@@ -1,6 +1,6 @@
 """The engine's steering half: decide per gateway, steer (SteerTo), confirm the move, retry,
 fall back to a new SA; follow an SA that charon took to another address of its gateway.
-A mixin of `Engine` (engine.py holds the paths and probes; this module reads them). See
+A mixin of `Engine` (engine.py holds the paths, scheduling.py the probes; this module reads them). See
 moves.py for the life of a move and decide.py for the rules.
 """
 
