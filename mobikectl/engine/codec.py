@@ -233,10 +233,19 @@ def replay(policy: model.Policy, lines: Iterable[str], *, until: float | None = 
     return out
 
 
+STUCK_ROUNDS = 10_000  # timer rounds at one deadline that mean the engine is stuck (a bug)
+
+
 def _run_timers(engine: Any, now: float, out: list) -> None:
-    for _ in range(10_000_000):
+    last, rounds = None, 0
+    while True:
         deadline = engine.next_deadline()
         if deadline is None or deadline > now:
             return
+        rounds = rounds + 1 if deadline == last else 0
+        if rounds >= STUCK_ROUNDS:
+            raise RuntimeError(f"replay: the engine's next deadline stays at {deadline!r} after "
+                               f"{STUCK_ROUNDS} timer rounds there (an engine bug: a timer that "
+                               f"does not advance)")
+        last = deadline
         out += [(deadline, o) for o in engine.handle_timer(deadline)]
-    raise RuntimeError("replay: the engine's deadline does not advance")

@@ -112,7 +112,7 @@ def choose(current: Path | None, candidates: list[Candidate], *, now: float, sta
         wait = proven[first.path]
         return Choice(None, f"{_name(first)} is preferred but up for less than the hold-down "
                       f"({failback.hold_down:g} s)", recheck_at=wait, rule="hold-down")
-    if last_move_at is not None and now - last_move_at < failback.min_dwell:
+    if last_move_at is not None and now < last_move_at + failback.min_dwell:  # the recheck time, exactly
         return Choice(None, f"{_name(eligible[0])} is preferred but the last move was "
                       f"{now - last_move_at:.1f} s ago (min dwell {failback.min_dwell:g} s)",
                       recheck_at=last_move_at + failback.min_dwell, rule="min-dwell")

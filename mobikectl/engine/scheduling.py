@@ -101,7 +101,7 @@ class Scheduling:
                 continue
             metered = self.policy.metered(pp.uplink)
             last = pp.health.last_answer
-            if last is not None and now - last < (FRESH_METERED if metered else FRESH):
+            if last is not None and now < last + (FRESH_METERED if metered else FRESH):
                 continue
             kind = self._kind(pp)
             budget = self.budgets.get(pp.uplink)
@@ -159,7 +159,7 @@ class Scheduling:
             if pp.next_at is None or pp.next_at > now:
                 continue
             active = pp.key in self.active
-            if active and self.inbound_at is not None and now - self.inbound_at < timing.interval:
+            if active and self.inbound_at is not None and now < self.inbound_at + timing.interval:
                 pp.next_at = self.inbound_at + timing.interval  # the tunnel's traffic answered for us
                 continue
             kind = self._kind(pp)

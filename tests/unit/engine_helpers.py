@@ -95,11 +95,15 @@ class Transcript:
         if answer is not None:
             self.answer = answer
         pending = self.pending
+        rounds = 0  # at the same `now`: a deadline that never advances is an engine bug, not a hang
         while True:
             d = self.engine.next_deadline()
             nxt = min([x[0] for x in pending] + ([d] if d is not None else []), default=None)
             if nxt is None or nxt > t:
                 break
+            rounds = rounds + 1 if nxt <= self.now else 0
+            if rounds > 10_000:
+                raise AssertionError(f"the engine's deadline does not advance past {self.now!r}")
             self.now = max(self.now, nxt)
             due = [p for p in pending if p[0] <= self.now]
             pending[:] = [p for p in pending if p[0] > self.now]

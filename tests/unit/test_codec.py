@@ -111,6 +111,31 @@ def test_a_recorded_run_replays_to_the_same_decisions():
     assert replayed[:2] == live[:2]
 
 
+def test_replay_of_tunnel_traffic_ends():
+    # the README's `policy simulate` of a lab recording hung on this (engine._send_due)
+    buf = io.StringIO()
+    for now, fact in ((0.0, net("wlan0", "wwan0")), (0.0, F.SaSnapshot((sa(),))), (100.0, F.TunnelInbound(1000)),
+                      (100.07, F.TunnelInbound(1010))):
+        codec.write_recording(buf, now, fact)
+    orders = codec.replay(Policy(), buf.getvalue().splitlines(), until=101.0)
+    assert any(isinstance(o, A.SendProbe) and o.path == WLAN and now == 100.07 + 0.1 for now, o in orders)
+
+
+def test_replay_fails_fast_on_a_deadline_that_does_not_advance():
+    class Stuck:  # an engine with a timer bug: its deadline stays where it is
+        rounds = 0
+
+        def next_deadline(self):
+            return 5.0
+
+        def handle_timer(self, now):
+            self.rounds += 1
+            assert self.rounds <= 100_000, "replay spun instead of failing"
+            return []
+    with pytest.raises(RuntimeError, match=r"deadline stays at 5\.0 after 10000 timer rounds"):
+        codec._run_timers(Stuck(), 10.0, [])
+
+
 def test_bad_recording_lines_say_which_line():
     good = codec.record_line(1.0, F.TunnelInbound(1))
     with pytest.raises(ValueError, match="line 2: schema: expected 1"):

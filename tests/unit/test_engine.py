@@ -359,6 +359,31 @@ def test_busy_tunnel_needs_no_probes_on_the_active_path():
     assert [o for at, o in t.log if at > t0 + 10 and isinstance(o, A.SendProbe) and o.path == WLAN]
 
 
+def test_traffic_that_answered_for_the_active_path_does_not_stall_its_probes():
+    # float rounding: (100.07 + 0.1) - 100.07 < 0.1, so "traffic within the interval" was
+    # still true at the deadline it set, and the next probe time never advanced (a hang)
+    t = started()
+    t.run_until(100.0, answer_all())
+    t.feed(F.TunnelInbound(1000))
+    t.feed(F.TunnelInbound(1010), at=100.07)
+    t.run_until(100.5, answer_all())
+    sent = [at for at, o in t.log if at > 100.07 and isinstance(o, A.SendProbe) and o.path == WLAN]
+    assert sent[0] == 100.07 + 0.1
+
+
+def test_a_failback_waiting_for_the_min_dwell_happens_at_its_end():
+    # float rounding: (100.01 + 30) - 100.01 < 30, so at the recheck time the min dwell was
+    # not over yet and the same recheck time was set again (a hang)
+    policy = Policy(failback=Failback(hold_down=1.0, min_dwell=30.0))
+    t = started(policy)
+    t.run_until(100.01, answer_all())
+    t.feed(link("wlan0", carrier=False))
+    charon_moves(t, WWAN)
+    t.feed(link("wlan0"), at=101.0)
+    t.run_until(131.0, answer_all())
+    assert moves_to(t, WLAN, 100.01) == [100.01 + 30.0]
+
+
 def test_unrelated_routes_move_nothing():
     t = started()
     t0 = t.now
