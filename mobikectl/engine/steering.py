@@ -1,7 +1,7 @@
 """The engine's steering half: decide per gateway, steer (SteerTo), confirm the move, retry,
 fall back to a new SA; follow an SA that charon took to another address of its gateway.
-A mixin of `Engine` (engine.py holds the paths, scheduling.py the probes; this module reads them). See
-moves.py for the life of a move and decide.py for the rules.
+A mixin of `Engine` (engine.py holds the paths, scheduling.py the probes; this module
+reads them). See moves.py for the life of a move and decide.py for the rules.
 """
 
 from __future__ import annotations
@@ -30,8 +30,10 @@ class Steering:
             gw = self.gateways[g]
             if gw.move is not None:
                 target = self.paths.get((gw.move.target.uplink, g))
-                if target is None or target.health.state is Health.DOWN or target.path != gw.move.target:
-                    self._end_move(gw, ABORTED, "the target path went down or away", now, out)
+                if target is None or target.path != gw.move.target:
+                    self._end_move(gw, ABORTED, "the target path went away", now, out)
+                elif target.health.state is Health.DOWN and not self._forced(gw.move):
+                    self._end_move(gw, ABORTED, "the target path went down", now, out)
                 else:
                     continue
             if gw.blocked_until is not None and now < gw.blocked_until:
@@ -48,6 +50,11 @@ class Steering:
                 out.append(A.Note("decision", choice.reason, {"gateway": g, "stay": True}))
             gw.why, gw.chosen = choice.reason, current
             self._pin(gw, current, now, out)
+
+    def _forced(self: "Engine", move: Move) -> bool:
+        """The move is the user's forced switch (still in force): it goes on to a DOWN target."""
+        ov = self.override
+        return move.manual and ov is not None and ov.force and ov.uplink == move.target.uplink
 
     def _check_override(self: "Engine", now: float, out: list) -> None:
         ov = self.override

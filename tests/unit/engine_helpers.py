@@ -119,6 +119,20 @@ class Transcript:
         return orders_all
 
 
+def kernel_routes(t, delay=0.001):
+    """netlink shows the route of every SteerTo `delay` later, as the kernel installed it."""
+    engine = t.engine
+
+    def watch(orders):
+        for o in orders:
+            if isinstance(o, A.SteerTo):
+                t.pending.append((t.now + delay, steering_route(o.path)))
+        return orders
+    handle, handle_timer = engine.handle, engine.handle_timer
+    engine.handle = lambda fact, now: watch(handle(fact, now))
+    engine.handle_timer = lambda now: watch(handle_timer(now))
+
+
 def probes(orders):
     return [o for o in orders if isinstance(o, A.SendProbe)]
 

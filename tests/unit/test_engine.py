@@ -5,7 +5,8 @@ from dataclasses import replace
 import pytest
 
 from engine_helpers import (ETH, GW, ROUTERS, WLAN, WLAN_IP, WWAN, WWAN_IP, Matching, Transcript,
-                            addr, answer_all, default, link, net, of, probes, sa, started, steering_route)
+                            addr, answer_all, default, kernel_routes, link, net, of, probes, sa, started,
+                            steering_route)
 from mobikectl.engine import actions as A
 from mobikectl.engine import inputs as F
 from mobikectl.engine.engine import Engine
@@ -445,6 +446,23 @@ def test_switch_to_an_unhealthy_uplink_is_refused_unless_forced():
     out = t.feed(F.SwitchRequested("wwan0", force=True))
     assert out[0].data["refused"] is False
     assert of(out, A.SteerTo) == [A.SteerTo(WWAN, ROUTERS["wwan0"], "manual switch to wwan0")]
+
+
+def test_a_forced_switch_to_a_down_uplink_stays_there_without_churn():
+    """Lab: the move to the forced (DOWN) target was aborted at the next decision and the
+    same target chosen again: an abort, a decision and a route per fact (~500 in 10 s)."""
+    cell = replace(Policy().classes[UplinkClass.WWAN], monthly_budget_mb=0.0,
+                   probe=replace(Policy().classes[UplinkClass.WWAN].probe, standby_interval=1.0))
+    t = started(Policy(classes={**Policy().classes, UplinkClass.WWAN: cell}))
+    kernel_routes(t)
+    t.run_until(60, answer_all(dead=("wwan0",)))
+    assert t.engine.view()["uplinks"]["wwan0"]["health"] == "down"
+    t.feed(F.SwitchRequested("wwan0", force=True))
+    t.run_until(64, answer_all(dead=("wwan0",)))  # within the confirm timeout: no retry yet
+    assert moves_to(t, WWAN, 60) == [60]
+    notes = [o.message for at, o in t.log if at >= 60 and isinstance(o, A.Note) and o.kind in ("decision", "move")]
+    assert notes == ["manual switch to wwan0"]
+    assert t.engine.view()["moves"][-1]["outcome"] == "pending"
 
 
 def test_metered_uplink_is_the_last_resort_whatever_its_rank():
