@@ -161,5 +161,6 @@ class CharonFacts:
             cls = policy.class_of(pp.uplink)
             if cls is not None:
                 pp.health.retune(cls.probe, cls.limits)
+        self._replan(now)
         self.topology_dirty = True
         out.append(A.Note("policy", f"policy {policy.source} in force", {"source": policy.source}))

@@ -117,6 +117,12 @@ class Scheduling:
             return t.interval
         return t.standby_interval
 
+    def _replan(self: "Engine", now: float) -> None:
+        """New timings (a policy reload): no planned probe waits longer than its new period."""
+        for pp in self._sorted_paths():
+            if pp.next_at is not None:
+                pp.next_at = min(pp.next_at, now + self._period(pp))
+
     def _kind(self: "Engine", pp: PathProbe) -> ProbeKind:
         kinds = self.policy.probes.kinds
         if pp.key in self.active and "data" in kinds and self._vip(pp.gateway):

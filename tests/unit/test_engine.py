@@ -30,6 +30,13 @@ def charon_moves(t, path):
     return t.feed(F.ChildRekeyed("home", old.spi_i, old.spi_r, "net", "1", "2"))
 
 
+def wwan_class(**kw):
+    """The policy's wwan class with these probe timings (and `monthly_budget_mb`)."""
+    cell = Policy().classes[UplinkClass.WWAN]
+    probe = replace(cell.probe, **{k: v for k, v in kw.items() if k != "monthly_budget_mb"})
+    return replace(cell, probe=probe, monthly_budget_mb=kw.get("monthly_budget_mb", cell.monthly_budget_mb))
+
+
 # --- detection ------------------------------------------------------------------------------
 def test_blackhole_is_decided_within_the_detection_budget_worst_case():
     t = started()
@@ -451,9 +458,8 @@ def test_switch_to_an_unhealthy_uplink_is_refused_unless_forced():
 def test_a_forced_switch_to_a_down_uplink_stays_there_without_churn():
     """Lab: the move to the forced (DOWN) target was aborted at the next decision and the
     same target chosen again: an abort, a decision and a route per fact (~500 in 10 s)."""
-    cell = replace(Policy().classes[UplinkClass.WWAN], monthly_budget_mb=0.0,
-                   probe=replace(Policy().classes[UplinkClass.WWAN].probe, standby_interval=1.0))
-    t = started(Policy(classes={**Policy().classes, UplinkClass.WWAN: cell}))
+    t = started(Policy(classes={**Policy().classes, UplinkClass.WWAN: wwan_class(standby_interval=1.0,
+                                                                                 monthly_budget_mb=0.0)}))
     kernel_routes(t)
     t.run_until(60, answer_all(dead=("wwan0",)))
     assert t.engine.view()["uplinks"]["wwan0"]["health"] == "down"
@@ -486,6 +492,18 @@ def test_policy_reload_applies_new_timings():
     out = t.feed(F.PolicyLoaded(slow))
     assert out[0] == A.Note("policy", "policy slow.toml in force")
     assert t.engine.view()["policy"] == "slow.toml"
+
+
+def test_a_reload_replans_the_probes_already_planned():
+    t = started(Policy(classes={**Policy().classes, UplinkClass.WWAN: wwan_class(monthly_budget_mb=0.0)}))
+    planned = t.engine.paths[("wwan0", GW)].next_at
+    t0 = t.now
+    assert planned > t0 + 10  # the next 30 s standby probe
+    t.feed(F.PolicyLoaded(Policy(classes={**Policy().classes,
+                                          UplinkClass.WWAN: wwan_class(standby_interval=1.0, monthly_budget_mb=0.0)})))
+    t.run_until(t0 + 3.5, answer_all())
+    sent = [at for at, o in t.log if at > t0 and isinstance(o, A.SendProbe) and o.path == WWAN]
+    assert sent == [t0 + 1.0, t0 + 2.0, t0 + 3.0]
 
 
 def test_view_is_json_and_tells_the_story():
