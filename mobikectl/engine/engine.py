@@ -170,10 +170,11 @@ class Engine(Scheduling, Steering, CharonFacts):
         for up in managed:
             cls = self.policy.class_of(up.ifname)
             assert cls is not None
-            if self.policy.metered(up.ifname) and cls.monthly_budget_mb > 0:
-                budget = self.budgets.get(up.ifname)
-                if budget is None or budget.monthly != cls.monthly_budget_mb * 1e6:
-                    self.budgets[up.ifname] = Budget(cls.monthly_budget_mb * 1e6, now)
+            monthly = cls.monthly_budget_mb * 1e6 if self.policy.metered(up.ifname) else 0.0
+            if monthly <= 0:  # 0: no budget (a reload to 0 drops the one in force)
+                self.budgets.pop(up.ifname, None)
+            elif (budget := self.budgets.get(up.ifname)) is None or budget.monthly != monthly:
+                self.budgets[up.ifname] = Budget(monthly, now)
             for g in sorted(gws):
                 pp = self.paths.get((up.ifname, g))
                 if pp is None:

@@ -324,10 +324,6 @@ def test_reload_with_a_bad_file_keeps_the_old_policy(start_daemon, ctl_policy, t
     assert ctl.status()["daemon"]["policy"] == str(ctl_policy)
 
 
-@pytest.mark.xfail(strict=False, reason=(
-    "engine bug: Engine._sync_paths replaces a metered uplink's Budget only when the new monthly budget "
-    "is > 0 and differs; a reload to `monthly_budget = 0` keeps the old budget, which goes on deferring "
-    "the standby probes of wwan0 (status still shows monthly_budget_bytes 15 MB)"))
 def test_reload_to_no_budget_drops_the_budget(start_daemon, ctl_policy, fast_wwan_policy):
     ctl = start_daemon(ctl_policy)
     assert ctl.status()["uplinks"]["wwan0"]["monthly_budget_bytes"] == 15e6

@@ -494,6 +494,17 @@ def test_policy_reload_applies_new_timings():
     assert t.engine.view()["policy"] == "slow.toml"
 
 
+def test_a_reload_to_no_budget_drops_the_budget():
+    t = started()
+    assert t.engine.view()["uplinks"]["wwan0"]["monthly_budget_bytes"] == 15e6
+    t.feed(F.PolicyLoaded(Policy(classes={**Policy().classes, UplinkClass.WWAN: wwan_class(monthly_budget_mb=0.0)})))
+    assert t.engine.view()["uplinks"]["wwan0"]["monthly_budget_bytes"] is None
+    t0 = t.now
+    t.run_until(t0 + 65, answer_all())  # standby probes every 30 s, none held back for tokens
+    sent = [at for at, o in t.log if at > t0 and isinstance(o, A.SendProbe) and o.path == WWAN]
+    assert len(sent) == 2 and sent[1] - sent[0] == 30.0, sent
+
+
 def test_a_reload_replans_the_probes_already_planned():
     t = started(Policy(classes={**Policy().classes, UplinkClass.WWAN: wwan_class(monthly_budget_mb=0.0)}))
     planned = t.engine.paths[("wwan0", GW)].next_at
