@@ -50,6 +50,7 @@ from mobikectl.adapters import probe_packets as pk
 from mobikectl.engine.actions import SendProbe
 from mobikectl.engine.ids import ProbeKind
 from mobikectl.engine.inputs import ProbeLost, ProbeReplied
+from mobikectl.engine.probing import ECHO_PAYLOAD  # the engine counts each probe at this size
 
 log = logging.getLogger(__name__)
 
@@ -79,7 +80,7 @@ class _Pending:
 
 
 class ProbeAdapter:
-    def __init__(self, *, emit: Callable[[object], None], payload_size: int = 8,
+    def __init__(self, *, emit: Callable[[object], None], payload_size: int = ECHO_PAYLOAD,
                  ike_port: int = IKE_PORT, clock: Callable[[], float] = time.monotonic) -> None:
         self._emit = emit
         self._clock = clock

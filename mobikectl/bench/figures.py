@@ -12,9 +12,11 @@ from __future__ import annotations
 import statistics
 from dataclasses import dataclass
 
+from mobikectl.engine.ids import ProbeKind
+from mobikectl.engine.probing import PROBE_BYTES
 from mobikectl.policy.model import ProbeTiming
 
-ICMP4_ECHO_BYTES = 84  # IPv4 header 20 + ICMP 8 + 56 bytes of payload, each way
+ICMP4_ECHO_BYTES = PROBE_BYTES[(ProbeKind.ECHO, 4)][0]  # each way, as the engine counts it (36 B)
 SECONDS_PER_MONTH = 30 * 86400
 
 

@@ -23,18 +23,46 @@ from mobikectl.engine.ids import Path, ProbeKind
 MONTH = 30 * 86400.0  # the budget's month, in seconds
 BUCKET_SHARE = 0.02  # the token bucket holds 2 % of the monthly budget
 
-# One-way bytes at layer 3 per probe. ECHO: an ICMP echo with 56 bytes of payload.
-# IKE: an empty INFORMATIONAL over udp/4500 (estimate). DATA: the ICMP echo inside
-# ESP-in-UDP (IP 20 + UDP 8 + ESP 8 + IV 16 + padding/trailer ~4 + ICV 16; estimate).
-PROBE_BYTES = {
-    (ProbeKind.ECHO, 4): 84, (ProbeKind.ECHO, 6): 104,
-    (ProbeKind.IKE, 4): 108, (ProbeKind.IKE, 6): 128,
-    (ProbeKind.DATA, 4): 156, (ProbeKind.DATA, 6): 196,
+# The bytes of a probe at layer 3 (IP headers included), out and back: what the probe
+# adapter puts on the wire (mobikectl/adapters/probes.py, probe_packets.py; a unit test
+# holds them to it). ECHO_PAYLOAD is the adapter's payload size (its matching token).
+ECHO_PAYLOAD = 8
+IP_HEADER = {4: 20, 6: 40}
+ICMP_HEADER = UDP_HEADER = 8
+IKE_PROBE = 4 + 28  # non-ESP marker + an IKE header without payloads
+IKE_ANSWER = IKE_PROBE + 8  # charon's answer adds the INVALID_MAJOR_VERSION notify payload
+# DATA: the inner echo (the virtual IP's family, taken to be the gateway's) in ESP-in-UDP,
+# an estimate for AES-CBC + HMAC-SHA256-128 (the lab's aes128-sha256): SPI and sequence
+# number 8, IV 16, the inner packet and its 2 trailer bytes padded to 16, ICV 16 (AES-GCM:
+# IV 8, padding to 4, so 4 to 20 B less).
+ESP_HEADER, ESP_IV, ESP_BLOCK, ESP_ICV = 8, 16, 16, 16
+
+
+def _echo(family: int) -> int:
+    return IP_HEADER[family] + ICMP_HEADER + ECHO_PAYLOAD
+
+
+def _esp_in_udp(inner: int, family: int) -> int:
+    padded = -(-(inner + 2) // ESP_BLOCK) * ESP_BLOCK
+    return IP_HEADER[family] + UDP_HEADER + ESP_HEADER + ESP_IV + padded + ESP_ICV
+
+
+PROBE_BYTES = {  # (kind, IP version of the gateway): (bytes out, bytes back)
+    **{(ProbeKind.ECHO, f): (_echo(f), _echo(f)) for f in (4, 6)},
+    **{(ProbeKind.IKE, f): (IP_HEADER[f] + UDP_HEADER + IKE_PROBE, IP_HEADER[f] + UDP_HEADER + IKE_ANSWER)
+       for f in (4, 6)},
+    **{(ProbeKind.DATA, f): (_esp_in_udp(_echo(f), f),) * 2 for f in (4, 6)},
 }
 
 
-def probe_bytes(kind: ProbeKind, address: str) -> int:
+def probe_bytes(kind: ProbeKind, address: str) -> tuple[int, int]:
+    """(bytes out, bytes back) of a probe of `kind` to `address`."""
     return PROBE_BYTES[(kind, 6 if ":" in address else 4)]
+
+
+def probe_cost(kind: ProbeKind, address: str) -> int:
+    """A probe and its answer: what it costs a metered uplink."""
+    return sum(probe_bytes(kind, address))
 
 
 class Budget:
@@ -124,20 +152,20 @@ class PathProbe:
         self.burst_left = 0
         self.burst_at = None
 
-    def sent(self, kind: ProbeKind, now: float, burst: bool) -> tuple[int, float, int]:
-        """Record a probe going out; returns (seq, timeout, bytes one way)."""
+    def sent(self, kind: ProbeKind, now: float, burst: bool) -> tuple[int, float]:
+        """Record a probe going out; returns (seq, timeout)."""
         self.seq += 1
         timeout = self.health.timeout()
         self.inflight[self.seq] = InFlight(self.seq, kind, now, now + timeout, burst)
-        size = probe_bytes(kind, self.gateway)
+        size = probe_bytes(kind, self.gateway)[0]
         self._count(now, size)
         self.bytes_out += size
         self.last_sent = now
         self.probes_sent += 1
-        return self.seq, timeout, size
+        return self.seq, timeout
 
     def received(self, kind: ProbeKind, now: float) -> None:
-        size = probe_bytes(kind, self.gateway)
+        size = probe_bytes(kind, self.gateway)[1]
         self._count(now, size)
         self.bytes_in += size
 

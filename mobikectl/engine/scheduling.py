@@ -13,7 +13,7 @@ from mobikectl.engine import actions as A
 from mobikectl.engine import inputs as F
 from mobikectl.engine.health import Transition
 from mobikectl.engine.ids import Health, ProbeKind
-from mobikectl.engine.probing import PathProbe, probe_bytes
+from mobikectl.engine.probing import PathProbe, probe_cost
 from mobikectl.engine.uplinks import family
 
 if TYPE_CHECKING:
@@ -105,7 +105,7 @@ class Scheduling:
                 continue
             kind = self._kind(pp)
             budget = self.budgets.get(pp.uplink)
-            if budget is not None and not budget.allows(2 * probe_bytes(kind, pp.gateway), now):
+            if budget is not None and not budget.allows(probe_cost(kind, pp.gateway), now):
                 continue
             self._send(pp, kind, now, False, R_CHECK, out)
             pp.next_at = now + self._period(pp)
@@ -143,10 +143,10 @@ class Scheduling:
         return None
 
     def _send(self: "Engine", pp: PathProbe, kind: ProbeKind, now: float, burst: bool, reason: str, out: list) -> None:
-        seq, timeout, size = pp.sent(kind, now, burst)
+        seq, timeout = pp.sent(kind, now, burst)
         budget = self.budgets.get(pp.uplink)
         if budget is not None:
-            budget.spend(2 * size, now)
+            budget.spend(probe_cost(kind, pp.gateway), now)
         if kind is ProbeKind.DATA:
             out.append(A.SendProbe(pp.path, kind, seq, round(timeout, 6), reason,  # type: ignore[arg-type]
                                    src=self._vip(pp.gateway), dst=self.policy.probes.data_target))
@@ -173,7 +173,7 @@ class Scheduling:
             budget = self.budgets.get(pp.uplink)
             rising = period == timing.interval
             if budget is not None and not active and not rising:
-                cost = 2 * probe_bytes(kind, pp.gateway)
+                cost = probe_cost(kind, pp.gateway)
                 if not budget.allows(cost, now):
                     pp.next_at = budget.ready_at(cost, now)
                     continue

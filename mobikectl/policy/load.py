@@ -24,13 +24,14 @@ from pathlib import Path as FsPath
 from typing import Any
 
 from mobikectl.engine.ids import ProbeKind, UplinkClass
+from mobikectl.engine.probing import PROBE_BYTES
 from mobikectl.errors import DataError
 from mobikectl.policy.model import SCHEMA, ClassSettings, Failback, Moves, Policy, Probes, UplinkRule
 from mobikectl.policy.values import (
     Converter, Invalid, boolean, choice, duration, fraction, integer, ip_address, show, size_mb, text,
 )
 
-ECHO_PROBE_BYTES = 168  # an IPv4 ICMP echo, 56-byte payload: 84 B each way (L3)
+ECHO_PROBE_BYTES = sum(PROBE_BYTES[(ProbeKind.ECHO, 4)])  # an IPv4 echo probe and its answer (72 B)
 MONTH = 30 * 86400.0
 
 _LABEL = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,31}")

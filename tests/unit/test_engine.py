@@ -517,6 +517,21 @@ def test_a_reload_replans_the_probes_already_planned():
     assert sent == [t0 + 1.0, t0 + 2.0, t0 + 3.0]
 
 
+def test_probe_bytes_are_what_the_adapter_sends():
+    """An IPv4 echo probe is 36 B each way (IP 20, ICMP 8, the adapter's 8-byte token): the
+    engine counted 84 (a 56-byte payload), so an idle metered standby at 30 s looked like
+    14.5 MB a month instead of 6.2."""
+    def wwan():
+        return next(p for p in t.engine.view()["paths"] if p["path"]["uplink"] == "wwan0")
+    t = started(Policy(classes={**Policy().classes, UplinkClass.WWAN: wwan_class(monthly_budget_mb=0.0)}))
+    before = wwan()
+    t.run_until(t.now + 60, answer_all())  # two standby probes, answered
+    after = wwan()
+    assert after["probes_sent"] - before["probes_sent"] == 2 and after["in_flight"] == 0
+    assert after["probe_bytes_sent"] - before["probe_bytes_sent"] == 2 * 36
+    assert after["probe_bytes_received"] - before["probe_bytes_received"] == 2 * 36
+
+
 def test_view_is_json_and_tells_the_story():
     import json
 

@@ -101,6 +101,26 @@ def test_parse_ike_answer():
     assert pk.parse_ike_answer(pk.ike_probe(99, 5)) is None  # our own request is not an answer
 
 
+def test_the_engines_probe_sizes_are_what_the_adapter_sends():
+    """The engine counts (and budgets) each probe at the size the adapter puts on the wire,
+    IP headers included: out and back."""
+    from mobikectl.engine.probing import probe_bytes
+
+    adapter = ProbeAdapter(emit=lambda fact: None)
+    token = adapter.token
+    adapter.stop()
+    echo = len(pk.echo_request(1, 1, token))
+    assert probe_bytes(ProbeKind.ECHO, "192.0.2.1") == (pk.IPV4_HEADER + echo,) * 2 == (36, 36)
+    assert probe_bytes(ProbeKind.ECHO, "2001:db8::1") == (pk.IPV6_HEADER + echo,) * 2 == (56, 56)
+    out, back = len(pk.ike_probe(1, 1)) + pk.UDP_HEADER, len(charon_answer(1, 1)) + pk.UDP_HEADER
+    assert probe_bytes(ProbeKind.IKE, "192.0.2.1") == (pk.IPV4_HEADER + out, pk.IPV4_HEADER + back) == (60, 68)
+    assert probe_bytes(ProbeKind.IKE, "2001:db8::1") == (pk.IPV6_HEADER + out, pk.IPV6_HEADER + back)
+    # the inner echo in ESP-in-UDP (aes128-sha256): IP, UDP 8, SPI+seq 8, IV 16, the echo padded
+    # with its 2 trailer bytes to 16, ICV 16
+    assert probe_bytes(ProbeKind.DATA, "192.0.2.1") == (20 + 8 + 8 + 16 + 48 + 16,) * 2
+    assert probe_bytes(ProbeKind.DATA, "2001:db8::1") == (40 + 8 + 8 + 16 + 64 + 16,) * 2
+
+
 def test_icmp_filters_let_replies_and_errors_through():
     blocked = _icmp4_filter()
     assert not blocked & 1 and not blocked & (1 << 3) and blocked & (1 << 8)
