@@ -17,7 +17,8 @@ so neither a prompt stop() (select on a wake-up pipe) nor the ENOBUFS check woul
 possible. The messages are still pyroute2 objects (its MarshalRtnl parses them).
 
 Identical consecutive facts for the same object are emitted once (a link's statistics
-changes arrive as RTM_NEWLINK with nothing we use changed). Works in whatever network
+changes arrive as RTM_NEWLINK with nothing we use changed); a route is the same object as
+the one it replaces (same destination, table and metric). Works in whatever network
 namespace the process runs in (`ip netns exec NS mobikectl run`).
 """
 
@@ -73,7 +74,10 @@ def key(fact: Any) -> tuple:
         return ("link", fact.index)
     if isinstance(fact, AddressChanged):
         return ("addr", fact.ifname, fact.address, fact.prefixlen)
-    return ("route", fact.dst, fact.table, fact.metric, fact.ifname, fact.nexthop)
+    # a route by the slot `ip route replace` replaces: the kernel sends one RTM_NEWROUTE and
+    # no RTM_DELROUTE for the route it displaced, so a key with the device would keep that
+    # one and take a later replace back to it for a repeat
+    return ("route", fact.dst, fact.table, fact.metric)
 
 
 class NetlinkAdapter:

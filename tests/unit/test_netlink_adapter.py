@@ -139,6 +139,22 @@ def test_repeated_identical_facts_are_sent_once():
         adapter.stop()
 
 
+def test_a_route_replaced_back_and_forth_is_reported_each_time():
+    """`ip route replace` moves our steering route between uplinks with one RTM_NEWROUTE
+    and no RTM_DELROUTE for the route it replaced: the move back to the first uplink was
+    taken for a repeat of the first fact and not sent (route_set_at stayed null)."""
+    adapter, facts, sub, dumps = make()
+    adapter.start()
+    try:
+        to_wwan, to_wlan = netlink_raw("route-steering")[:2]
+        for raw in (to_wwan, to_wlan, to_wwan):
+            sub.feed(raw)
+        routes = wait(facts, RouteChanged, 3)
+        assert [r.ifname for r in routes] == ["wwan0", "wlan0", "wwan0"]
+    finally:
+        adapter.stop()
+
+
 def test_stop_is_prompt():
     adapter, facts, sub, dumps = make()
     adapter.tick_s = 5.0
