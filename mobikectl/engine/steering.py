@@ -89,10 +89,11 @@ class Steering:
                     manual: bool, now: float, out: list) -> None:
         nexthop = self._nexthop(target)
         sas = self.sas.on_gateway(gw.address)
+        there = gw.route == target and gw.route_nexthop == nexthop and gw.route_seen  # netlink won't tell again
         out.append(A.Note("decision", reason, {"gateway": gw.address, "to": target.to_json(),
                                                "from": current.to_json() if current else None}))
         out.append(A.SteerTo(target, nexthop, reason))
-        gw.route, gw.route_nexthop, gw.route_seen = target, nexthop, False
+        gw.route, gw.route_nexthop, gw.route_seen = target, nexthop, there
         gw.chosen, gw.why = target, reason
         if not sas or all(sa.local_host == target.local for sa in sas):
             return  # nothing to move: the route alone is the decision
@@ -100,6 +101,8 @@ class Steering:
                     manual=manual, spis=tuple(sa.spis for sa in sas),
                     names=tuple(sorted({sa.name for sa in sas})))
         move.history.append(f"{now:.3f} steer")
+        if there:
+            move.route_set_at = now
         gw.move, gw.last_move_at = move, now
         self.moves.append(move)
 
@@ -242,8 +245,10 @@ class Steering:
         if route.present and route.ifname:
             path = Path(route.ifname, route.src or "", g)  # type: ignore[arg-type]
             gw.route, gw.route_nexthop, gw.route_seen = path, route.nexthop, True
-            if gw.move is not None and gw.move.target == path and gw.move.route_set_at is None:
-                gw.move.route_set_at = now
+            m = gw.move or next((m for m in reversed(self.moves) if m.gateway == g), None)
+            if m is not None and m.target == path and m.route_set_at is None \
+                    and now <= m.decided_at + 2 * self.policy.moves.confirm_timeout:
+                m.route_set_at = now  # the route on the target (also when shown after the confirmation)
         elif gw.route is not None and (route.ifname is None or route.ifname == gw.route.uplink):
             gw.route, gw.route_nexthop, gw.route_seen = None, None, False
         self.decide_dirty = True

@@ -120,12 +120,14 @@ class Transcript:
 
 
 def kernel_routes(t, delay=0.001):
-    """netlink shows the route of every SteerTo `delay` later, as the kernel installed it."""
-    engine = t.engine
+    """netlink shows the route of every SteerTo `delay` later, as the kernel installed it;
+    like the netlink adapter, not again for the route that is already there."""
+    engine, shown = t.engine, {}
 
     def watch(orders):
         for o in orders:
-            if isinstance(o, A.SteerTo):
+            if isinstance(o, A.SteerTo) and shown.get(o.path.gateway) != o.path:
+                shown[o.path.gateway] = o.path
                 t.pending.append((t.now + delay, steering_route(o.path)))
         return orders
     handle, handle_timer = engine.handle, engine.handle_timer

@@ -471,6 +471,20 @@ def test_a_forced_switch_to_a_down_uplink_stays_there_without_churn():
     assert t.engine.view()["moves"][-1]["outcome"] == "pending"
 
 
+def test_a_move_records_when_the_route_was_on_its_target():
+    """route_set_at: when netlink showed our route on the target, or the decision time when
+    it was already there (it stayed null: no route fact comes for a route that is there)."""
+    t = started(Policy(classes={**Policy().classes, UplinkClass.WWAN: wwan_class(standby_interval=1.0,
+                                                                                 monthly_budget_mb=0.0)}))
+    kernel_routes(t, delay=0.002)
+    t.run_until(60, answer_all(dead=("wwan0",)))
+    t.feed(F.SwitchRequested("wwan0", force=True))  # wwan0 is down: the move fails, the route stays
+    t.run_until(115, answer_all(dead=("wwan0",)))
+    first, again = t.engine.view()["moves"][-2:]
+    assert (first["decided_at"], first["route_set_at"], first["outcome"]) == (60, 60.002, "failed")
+    assert again["decided_at"] == again["route_set_at"] == 110.0
+
+
 def test_metered_uplink_is_the_last_resort_whatever_its_rank():
     policy = Policy(prefer=("cell", "wifi", "dock"))
     t = started(policy)
