@@ -339,8 +339,9 @@ def submit_handler(daemon: Daemon) -> Callable[[dict], dict]:
             notes = daemon.switch(request["uplink"], request.get("for"), request.get("force", False))
         refused = [n for n in notes if n.kind == "switch" and n.data.get("refused")]
         rendered = [{"kind": n.kind, "message": n.message} for n in notes]
-        if refused:
-            return {"ok": False, "error": {"code": 1, "message": refused[0].message}, "notes": rendered}
+        if refused:  # the engine says whether force would do; what to type is ours to say
+            hint = " (use --force to override)" if refused[0].data.get("forcible") else ""
+            return {"ok": False, "error": {"code": 1, "message": refused[0].message + hint}, "notes": rendered}
         message = next((n.message for n in notes if n.kind == "switch"), "ok")
         return {"ok": True, "message": message, "notes": rendered}
 

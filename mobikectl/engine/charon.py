@@ -133,16 +133,16 @@ class CharonFacts:
             return
         name = fact.uplink
         states = [pp.health.state for pp in self._sorted_paths() if pp.uplink == name and pp.path is not None]
-        why = ""
+        why, forcible = "", False  # forcible: a forced switch would be taken (the caller says how)
         if not states:
             why = f"{name} is not a managed uplink with a path to the gateway"
         elif Health.UP not in states and not fact.force:
-            why = f"{name} is {states[0].value}, not up (use force to switch anyway)"
+            why, forcible = f"{name} is {states[0].value}, not up", True
         elif fact.until is not None and fact.until <= now:
             why = "the switch would already have expired"
         if why:
             out.append(A.Note("switch", f"switch to {name} refused: {why}", {"uplink": name, "refused": True,
-                                                                              "why": why}))
+                                                                              "why": why, "forcible": forcible}))
             return
         self.override = Override(name, fact.until, fact.force, now)
         until = "" if fact.until is None else f" for {fact.until - now:g} s"

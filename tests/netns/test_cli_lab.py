@@ -208,7 +208,7 @@ def test_switch_to_an_uplink_that_is_down_is_refused_unless_forced(start_daemon,
     refused = cli("switch", "--lab", lab.name, "wwan0", check=False)
     assert refused.returncode == 1, (refused.returncode, refused.stderr)
     line = one_error_line(refused)
-    assert "switch to wwan0 refused" in line and "down" in line and "force" in line, line
+    assert "switch to wwan0 refused" in line and "down" in line and line.endswith("(use --force to override)"), line
     assert refused.stdout == ""
     assert cli("switch", "--lab", lab.name, "wwan0", "--for", "1m", "--json", check=False).returncode == 1
     st = ctl.status()

@@ -177,3 +177,29 @@ def test_remove_routes_on_exit_when_asked():
     d, p = make(FakeEngine(), keep_routes_on_exit=False)
     run_until(d, lambda: True)
     assert "remove_all" in p["routes"].calls
+
+
+def test_a_refused_switch_tells_the_user_what_to_type():
+    """The engine knows no CLI: its refusal says why and whether force would do; the
+    control reply (what `mobikectl switch` prints) says how, on one line."""
+    from mobikectl.daemon import submit_handler
+
+    class Loop:
+        def __init__(self, notes):
+            self.notes = notes
+
+        def call(self, fn, timeout):
+            return fn()
+
+        def switch(self, uplink, until_in, force):
+            return self.notes
+
+    down = A.Note("switch", "switch to wwan0 refused: wwan0 is down, not up",
+                  {"uplink": "wwan0", "refused": True, "why": "wwan0 is down, not up", "forcible": True})
+    reply = submit_handler(Loop([down]))({"cmd": "switch", "uplink": "wwan0"})
+    assert reply["ok"] is False and reply["error"] == {
+        "code": 1, "message": "switch to wwan0 refused: wwan0 is down, not up (use --force to override)"}
+    unknown = A.Note("switch", "switch to eth9 refused: eth9 is not a managed uplink",
+                     {"uplink": "eth9", "refused": True, "why": "...", "forcible": False})
+    reply = submit_handler(Loop([unknown]))({"cmd": "switch", "uplink": "eth9"})
+    assert reply["error"]["message"] == "switch to eth9 refused: eth9 is not a managed uplink"

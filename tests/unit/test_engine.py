@@ -448,8 +448,11 @@ def test_switch_to_an_unhealthy_uplink_is_refused_unless_forced():
     t = started()
     t.feed(link("wwan0", carrier=False))
     out = t.feed(F.SwitchRequested("wwan0"))
-    assert out == [A.Note("switch", "switch to wwan0 refused: wwan0 is down, not up (use force to switch anyway)")]
-    assert out[0].data["refused"] is True and t.engine.view()["override"] is None
+    assert out == [A.Note("switch", "switch to wwan0 refused: wwan0 is down, not up")]
+    assert out[0].data == {"uplink": "wwan0", "refused": True, "why": "wwan0 is down, not up", "forcible": True}
+    assert t.engine.view()["override"] is None
+    out = t.feed(F.SwitchRequested("eth9"))  # forcing would not help: not forcible
+    assert out[0].data["refused"] is True and out[0].data["forcible"] is False
     out = t.feed(F.SwitchRequested("wwan0", force=True))
     assert out[0].data["refused"] is False
     assert of(out, A.SteerTo) == [A.SteerTo(WWAN, ROUTERS["wwan0"], "manual switch to wwan0")]
