@@ -6,9 +6,10 @@ The rules, in order:
    move now, to the same uplink's new address if that is not DOWN, else the best UP path.
 3. The SA's path is DOWN: move now to the best UP path; with none, stay (no thrashing).
 4. Otherwise move only to a better UP path (preference order, metered last) that has been
-   UP for `failback.hold_down` (counted from the engine's start at the earliest), and only
-   if the last move was at least `failback.min_dwell` ago. A healthy path that no UP path
-   beats is never left.
+   UP for `failback.hold_down`, counted from the last time it became UP (`up_since`; a
+   suspicion of a standby path that clears restarts it, health.py) and from the engine's
+   start at the earliest, and only if the last move (ours or charon's own) was at least
+   `failback.min_dwell` ago. A healthy path that no UP path beats is never left.
 "Better" is the key (metered, policy rank, IPv6 after IPv4, uplink name): a metered uplink
 is the last resort whatever its rank.
 """
