@@ -9,7 +9,7 @@ import time
 
 from recorded.messages import netlink_messages, netlink_raw
 
-from mobikectl.adapters.netlink import NetlinkAdapter
+from mobikectl.adapters.netlink import NetlinkAdapter, link_state
 from mobikectl.engine.inputs import LinkChanged, NetSnapshot, RouteChanged
 
 
@@ -49,7 +49,23 @@ def wait(facts, kind, count=1, timeout=3.0):
     raise AssertionError(f"no {count} x {kind.__name__}: {[type(f).__name__ for f in facts]}")
 
 
-def make():
+class FakePoll:
+    """The link poll: the links as `links` holds them now (the kernel's bytes); may fail."""
+
+    def __init__(self):
+        self.links = netlink_raw("dump-rw", "links")
+        self.calls = 0
+        self.error: OSError | None = None
+
+    def __call__(self):
+        self.calls += 1
+        if self.error is not None:
+            raise self.error
+        return list(self.links)
+
+
+def make(poll: FakePoll | None = None):
+    """The adapter on a fake subscription and dump; with `poll`, the link poll too."""
     facts, sub = [], FakeSubscription()
     dumps = []
 
@@ -58,7 +74,8 @@ def make():
         return (netlink_messages("dump-rw", "links") + netlink_messages("dump-rw", "addrs")
                 + netlink_messages("dump-rw", "routes"))
 
-    adapter = NetlinkAdapter(emit=facts.append, subscriber=lambda: sub, dumper=dumper, tick_s=0.05)
+    adapter = NetlinkAdapter(emit=facts.append, subscriber=lambda: sub, dumper=dumper, tick_s=0.05,
+                             poller=None if poll is None else (lambda: poll), poll_s=0.01)
     return adapter, facts, sub, dumps
 
 
@@ -99,6 +116,50 @@ def test_carrier_loss_is_a_link_fact_without_a_redump():
         assert len(dumps) == 1
     finally:
         adapter.stop()
+
+
+def test_a_carrier_loss_announced_late_is_seen_by_the_link_poll():
+    """The kernel announced this carrier loss 1 s late (linkwatch); the poll's dump showed it
+    at once: one LinkChanged from the poll, none again when the notification comes."""
+    poll = FakePoll()
+    adapter, facts, sub, dumps = make(poll)
+    adapter.start()
+    try:
+        wait_calls(poll, 3)
+        assert [type(f) for f in facts] == [NetSnapshot]  # nothing changed: nothing sent
+        late = {link_state(m)[0]: m for m in netlink_raw("link-carrier-loss-late", "poll")}
+        poll.links = [late.get(link_state(m)[0], m) if link_state(m)[0] == 3 else m for m in poll.links]
+        (link,) = wait(facts, LinkChanged)
+        assert (link.ifname, link.admin_up, link.carrier) == ("wwan0", True, False)
+        assert adapter.polled == 1
+        for raw in netlink_raw("link-carrier-loss-late"):
+            sub.feed(raw)
+        wait_calls(poll, poll.calls + 3)
+        assert len([f for f in facts if isinstance(f, LinkChanged)]) == 1 and len(dumps) == 1
+    finally:
+        adapter.stop()
+
+
+def test_a_failing_link_poll_does_not_stop_the_watcher():
+    poll = FakePoll()
+    poll.error = OSError(errno.EBUSY, "busy")
+    adapter, facts, sub, dumps = make(poll)
+    adapter.start()
+    try:
+        wait_calls(poll, 3)
+        for raw in netlink_raw("link-carrier-loss"):
+            sub.feed(raw)
+        (link,) = wait(facts, LinkChanged)
+        assert (link.ifname, link.carrier) == ("wwan0", False)
+    finally:
+        adapter.stop()
+
+
+def wait_calls(poll, n, timeout=3.0):
+    deadline = time.monotonic() + timeout
+    while poll.calls < n:
+        assert time.monotonic() < deadline, f"the link poll ran {poll.calls} times, not {n}"
+        time.sleep(0.005)
 
 
 def test_admin_down_is_followed_by_a_fresh_snapshot():

@@ -5,12 +5,13 @@ from __future__ import annotations
 
 import json
 
-from recorded.messages import netlink_messages
+from recorded.messages import RECORDED, netlink_messages
 
 from mobikectl.adapters import netlink_translate as nt
 from mobikectl.engine.inputs import AddressChanged, LinkChanged, RouteChanged
 
 NAMES = {1: "lo", 2: "wlan0", 3: "wwan0", 4: "ipsec0"}
+IFF_RUNNING = 0x40
 
 
 def facts(recording: str, key: str = "messages") -> list:
@@ -49,6 +50,20 @@ def test_admin_down_flushes_ipv4_routes_without_telling():
 def test_carrier_loss_keeps_admin_up():
     link = [f for f in facts("link-carrier-loss") if isinstance(f, LinkChanged)]
     assert link == [LinkChanged("wwan0", 3, admin_up=True, carrier=False, kind="veth")]
+
+
+def test_carrier_is_read_from_lower_up_not_running_or_operstate():
+    """A carrier loss the kernel announced 1 s late (its linkwatch runs such events at most
+    once a second): a RTM_GETLINK dump right after already has IFF_LOWER_UP cleared, while
+    IFF_RUNNING and the operstate still say up until linkwatch runs."""
+    doc = json.loads((RECORDED / "netlink" / "link-carrier-loss-late.json").read_text())
+    assert doc["after_s"][0] >= 0.3 and doc["polled_after_s"] < 0.05
+    polled = {nt.to_plain(m)["index"]: nt.to_plain(m) for m in netlink_messages("link-carrier-loss-late", "poll")}
+    assert polled[3]["flags"] & IFF_RUNNING and polled[3]["attrs"]["IFLA_OPERSTATE"] == "UP"
+    link = [f for f in facts("link-carrier-loss-late", "poll") if f.ifname == "wwan0"]
+    assert link == [LinkChanged("wwan0", 3, admin_up=True, carrier=False, kind="veth")]
+    # the notification, when it comes, says the same: the adapter's dedup drops it
+    assert facts("link-carrier-loss-late") == link
 
 
 def test_ipv6_address_tentative_then_valid_then_deprecated_then_gone():

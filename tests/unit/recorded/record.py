@@ -207,6 +207,78 @@ print(json.dumps(out))
 '''
 
 
+NL_LATE = r'''
+import json, socket, struct, sys, time
+sub = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, socket.NETLINK_ROUTE)
+sub.bind((0, 0x1))  # RTMGRP_LINK
+sub.settimeout(0.1)
+req = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, socket.NETLINK_ROUTE)
+req.bind((0, 0))
+print("ready", flush=True)
+sys.stdin.readline()  # the carrier was just lost
+t0 = time.monotonic()
+body = struct.pack("BxHiII", 0, 0, 0, 0, 0) + struct.pack("HHI", 8, 29, 8)  # IFLA_EXT_MASK: skip stats
+req.send(struct.pack("IHHII", 16 + len(body), 18, 0x301, 1, 0) + body)
+poll, done = [], False
+while not done:
+    data = req.recv(65536)
+    off = 0
+    while off + 16 <= len(data):
+        length, mtype = struct.unpack_from("IH", data, off)
+        if mtype == 3:
+            done = True
+            break
+        poll.append(data[off:off + length].hex())
+        off += (length + 3) & ~3
+polled_after = time.monotonic() - t0
+messages = []
+while time.monotonic() < t0 + 2.0:
+    try:
+        data = sub.recv(65536)
+    except socket.timeout:
+        continue
+    messages.append({"after_s": round(time.monotonic() - t0, 3), "message": data.hex()})
+print(json.dumps({"poll": poll, "polled_after_s": round(polled_after, 3), "messages": [m["message"] for m in messages],
+                  "after_s": [m["after_s"] for m in messages]}), flush=True)
+'''
+
+
+def record_carrier_late(lab: MiniLab, tries: int = 10) -> None:
+    """The kernel's linkwatch runs the events of a non-urgent device (ifindex == its peer's)
+    at most once a second: a carrier loss right after another link event is announced late,
+    while a RTM_GETLINK dump shows it at once. Another link event in core first (a veth
+    pair there set down and up), then c2 down; kept when the notification came >= 0.3 s late."""
+    lab.exec("core", "ip", "link", "add", "p0", "type", "veth", "peer", "name", "p1")
+    lab.exec("core", "ip", "link", "set", "p1", "up")
+    try:
+        for _ in range(tries):
+            time.sleep(1.5)
+            proc = subprocess.Popen(["ip", "netns", "exec", lab.ns("rw"), sys.executable, "-c", NL_LATE],
+                                    stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+            assert proc.stdout.readline().strip() == "ready"
+            lab.exec("core", "ip", "link", "set", "p0", "up")
+            lab.exec("core", "ip", "link", "set", "p0", "down")
+            time.sleep(0.1)
+            lab.exec("core", "ip", "link", "set", "c2", "down")
+            proc.stdin.write("go\n")
+            proc.stdin.flush()
+            doc = json.loads(proc.stdout.readline())
+            proc.wait()
+            lab.exec("core", "ip", "link", "set", "c2", "up")
+            first = doc["after_s"][0] if doc["after_s"] else 0.0
+            if first >= 0.3:
+                note = ("carrier loss on wwan0 (its peer c2 set down in core) 0.1 s after another link event "
+                        f"(p0 in core): RTM_NEWLINK {first} s late; the RTM_GETLINK dump "
+                        f"{doc['polled_after_s']} s after already shows it")
+                (HERE / "netlink" / "link-carrier-loss-late.json").write_text(json.dumps(
+                    {"note": note, "commands": ["core ip link set p0 up", "core ip link set p0 down", "sleep 0.1",
+                                                "core ip link set c2 down"], **doc}, indent=1) + "\n")
+                return
+        raise RuntimeError(f"no late carrier notification in {tries} tries")
+    finally:
+        lab.exec("core", "ip", "link", "del", "p0", check=False)
+
+
 def record_netlink(lab: MiniLab) -> None:
     out = lab.exec("rw", sys.executable, "-c", NL_DUMP).stdout
     (HERE / "netlink" / "dump-rw.json").write_text(json.dumps({"note": "dump of links, addresses, routes in rw "
@@ -243,12 +315,20 @@ def record_netlink(lab: MiniLab) -> None:
 
 def main() -> None:
     lab = MiniLab("rec")
+    if sys.argv[1:] == ["carrier-late"]:  # only this recording (no charon needed)
+        try:
+            lab.up(start_charons=False)
+            record_carrier_late(lab)
+        finally:
+            lab.down()
+        return
     try:
         lab.up()
         record_vici(lab)
         lab.exec("rw", "ip", "route", "del", f"{GW_ADDR}/32", check=False)
         lab.initiate()  # an SA up so the dump shows ipsec0 and table 220
         record_netlink(lab)
+        record_carrier_late(lab)
     finally:
         lab.down()
 
