@@ -40,7 +40,8 @@ def run(policy_file, vici_socket, strongswan_conf, control_socket, read_group, r
     """
     if os.geteuid() != 0:
         raise NotRoot("mobikectl run")
-    from mobikectl.daemon import build_daemon, install_signal_handlers
+    from mobikectl.compose import build_daemon
+    from mobikectl.daemon import install_signal_handlers
 
     charon = CharonSettings(vici_socket=vici_socket) if vici_socket else CharonSettings()
     charon = CharonSettings(vici_socket=charon.vici_socket, strongswan_conf=strongswan_conf)

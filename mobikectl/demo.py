@@ -177,7 +177,7 @@ def observe_failover(d: Demo) -> None:
         return
     d.moved = confirmed_move_to(view, d.standby_uplink, d.fault_at)
     measure_gap(d)
-    d.tl.step(f"the move, t = 0 at the fault (events from the daemon, gap from the 100 Hz ping):")
+    d.tl.step("the move, t = 0 at the fault (events from the daemon, gap from the 100 Hz ping):")
     entries = _timeline(d, d.fault_at, d.moved, d.report, (d.fault_uplink,))
     sa = d.controller.status()["sas"][0]
     same = sa["spis"] == d.before.get("spis")

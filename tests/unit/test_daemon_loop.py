@@ -182,7 +182,7 @@ def test_remove_routes_on_exit_when_asked():
 def test_a_refused_switch_tells_the_user_what_to_type():
     """The engine knows no CLI: its refusal says why and whether force would do; the
     control reply (what `mobikectl switch` prints) says how, on one line."""
-    from mobikectl.daemon import submit_handler
+    from mobikectl.compose import submit_handler
 
     class Loop:
         def __init__(self, notes):
