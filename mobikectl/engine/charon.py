@@ -23,6 +23,7 @@ class CharonFacts:
         self.sas.snapshot(fact)
         self.awaiting_snapshot = False
         self.topology_dirty = True
+        self._keep_from_snapshot(fact, now, out)
         self._confirm_moves(now, out)
 
     def _on_ike_up(self: "Engine", fact: F.IkeUp, now: float, out: list) -> None:
@@ -31,6 +32,7 @@ class CharonFacts:
                               {"ike": fact.sa.name, "spis": list(fact.sa.spis)}))
             self.topology_dirty = True
             self._confirm_moves(now, out)
+            self._sa_up(fact.sa.name, fact.sa.spis, now, out)
 
     def _on_ike_down(self: "Engine", fact: F.IkeDown, now: float, out: list) -> None:
         if self.sas.down((fact.spi_i, fact.spi_r)) is not None:
@@ -85,11 +87,13 @@ class CharonFacts:
         if not self.charon_up:
             self.awaiting_snapshot = True
         self.charon_up = True
+        self.fresh_connection = True
         out.append(A.Note("charon", f"charon {fact.version} connected", {"version": fact.version}))
         out.append(A.Resync("charon connected: reconcile with its SAs"))
 
     def _on_charon_lost(self: "Engine", fact: F.CharonLost, now: float, out: list) -> None:
         self.charon_up = False
+        self._charon_gone()
         out.append(A.Note("charon", f"charon lost ({fact.why}): no moves until it is back", {"why": fact.why}))
         for g in sorted(self.gateways):
             if self.gateways[g].move is not None:
@@ -113,6 +117,7 @@ class CharonFacts:
                 gw.route, gw.route_seen = None, False
                 gw.route_retry_at = now + self.policy.moves.confirm_timeout
         elif isinstance(order, A.Initiate):
+            self._initiate_failed(order.ike, fact.error, now, out)
             for gw in self.gateways.values():
                 if gw.move is not None and gw.move.outcome == FALLBACK and order.ike in gw.move.fallback_names:
                     self._end_move(gw, FAILED, f"initiate failed: {fact.error}", now, out)

@@ -23,6 +23,7 @@ from mobikectl.engine.health import PathHealth
 from mobikectl.engine.ids import Health, Path
 from mobikectl.engine.moves import Gateway, Move
 from mobikectl.engine.probing import Budget, PathProbe
+from mobikectl.engine.recovery import Kept, Recovery
 from mobikectl.engine.sas import SaTable
 from mobikectl.engine.charon import CharonFacts
 from mobikectl.engine.scheduling import Scheduling
@@ -34,7 +35,7 @@ from mobikectl.policy.model import Policy
 DEFAULT_ROUTE_PROTO = 73  # mobikectl.settings.ROUTE_PROTO; passed in by the daemon
 
 
-class Engine(Scheduling, Steering, CharonFacts):
+class Engine(Scheduling, Steering, CharonFacts, Recovery):
     def __init__(self, policy: Policy, now: float, *, route_proto: int = DEFAULT_ROUTE_PROTO) -> None:
         self.policy = policy
         self.started_at = now
@@ -54,6 +55,8 @@ class Engine(Scheduling, Steering, CharonFacts):
         self.moves: deque[Move] = deque(maxlen=20)
         self.sa_uplink: dict[str, str] = {}  # local address -> the uplink it was last seen on
         self.unsteered: set[str] = set()  # gateway addresses whose route we remove (RemoveSteering)
+        self.kept: dict[str, Kept] = {}  # connections kept up (recovery.py)
+        self.fresh_connection = False  # CharonConnected came, its first SaSnapshot not yet
         self.topology_dirty = True
         self.decide_dirty = True
         self._order: list[PathProbe] | None = None  # the paths in key order (a cache)
@@ -87,6 +90,7 @@ class Engine(Scheduling, Steering, CharonFacts):
             for probe in pp.expired(now):
                 self._missed(pp, probe.burst, "timeout", now, out)
         self._gateway_timers(now, out)
+        self._keep_timers(now, out)
         if self.override is not None and self.override.until is not None and self.override.until <= now:
             out.append(A.Note("switch", f"manual switch to {self.override.uplink} expired; back to automatic",
                               {"uplink": self.override.uplink, "expired": True}))
@@ -101,6 +105,7 @@ class Engine(Scheduling, Steering, CharonFacts):
             times.extend(gw.deadlines())
         if self.override is not None and self.override.until is not None:
             times.append(self.override.until)
+        times.extend(self._keep_deadlines())
         return min(times) if times else None
 
     def set_policy(self, policy: Policy, now: float) -> list[object]:
@@ -143,6 +148,7 @@ class Engine(Scheduling, Steering, CharonFacts):
         if self.decide_dirty:
             self.decide_dirty = False
             self._decide_all(now, out)
+        self._keep_up(now, out)
         self._send_due(now, out)
 
     def _sorted_paths(self) -> list[PathProbe]:

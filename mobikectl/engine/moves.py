@@ -7,7 +7,8 @@ uses. With kernel-libipsec a CHILD_SA rekey follows the move; with kernel ESP th
 updated in place; neither is needed for the confirmation, a rekey seen is recorded.
 Unconfirmed (or the route could not be installed): the SteerTo is retried `moves.retries`
 times, then the fallback is a new IKE_SA over the chosen path (Initiate; the steering route
-stays so the new SA uses it) and the old one is terminated.
+stays so the new SA uses it); the old one is terminated once the new one is up (make before
+break, recovery.py).
 
 `Gateway.sas` remembers which SAs used an address: when all of them are at another address
 of the gateway, the state follows them there (steering._follow_sas).

@@ -189,10 +189,8 @@ class Steering:
         reason = (f"the move to {m.target.uplink} was not confirmed after {m.attempts} attempts ({why}): "
                   f"a new IKE_SA over {m.target.uplink}")
         out.append(A.Note("move", reason, {"gateway": gw.address, "fallback": True}))
-        for name in m.fallback_names:
-            out.append(A.Initiate(name, reason))  # type: ignore[arg-type]
-        for sa in sas:
-            out.append(A.Terminate(sa.name, sa.spi_i, sa.spi_r, f"replaced by a new IKE_SA over {m.target.uplink}"))
+        for name in m.fallback_names:  # make before break: the old SAs go once a new one is up
+            self._fallback(name, tuple(sa.spis for sa in sas if sa.name == name), reason, now, out)
 
     def _gateway_timers(self: "Engine", now: float, out: list) -> None:
         for g in sorted(self.gateways):

@@ -210,15 +210,17 @@ def test_unconfirmed_move_is_retried_then_replaced_by_a_new_sa():
         A.Resync("confirm the move"),
     ]
     out = t.run_until(t0 + 10.0, answer_all())
-    assert [o for o in out if not isinstance(o, A.SendProbe)] == [
+    assert [o for o in out if not isinstance(o, A.SendProbe)] == [  # make before break: no Terminate yet
         A.Note("move", Matching("not confirmed after 2 attempts.*a new IKE_SA over wwan0")),
         A.Initiate("home", Matching("a new IKE_SA over wwan0")),
-        A.Terminate("home", "aa", "bb", "replaced by a new IKE_SA over wwan0"),
     ]
     out = t.feed(F.IkeUp(sa(local=WWAN_IP, spis=("cc", "dd"))))
-    assert A.Note("move", Matching("moved to wwan0")) in out
+    moved = out.index(A.Note("move", Matching("moved to wwan0")))
+    assert of(out[moved:], A.Terminate) == [A.Terminate("home", "aa", "bb", Matching("replaced by the new IKE_SA home "
+                                                                                  "cc_i dd_r"))]
     t.feed(F.IkeDown("home", "aa", "bb"))
     assert t.engine.view()["moves"][-1]["outcome"] == "confirmed"
+    assert list(t.engine.sas.sas) == [("cc", "dd")]  # exactly one left
 
 
 def test_a_move_is_confirmed_whichever_gateway_address_charon_picks():
