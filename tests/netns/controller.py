@@ -21,13 +21,13 @@ Waits poll a condition against a deadline; nothing sleeps blindly.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 from typing import Any, Callable
 
@@ -254,12 +254,12 @@ def ctl_policy(tmp_path_factory) -> Path:
     return path
 
 
-@pytest.fixture
-def controller(mobike_lab, ctl_policy, tmp_path):
-    lab = mobike_lab
+@contextlib.contextmanager
+def running_controller(lab, policy: Path, logdir: Path):
+    """A started Controller on `lab` with `policy`; stopped and the lab restored afterwards."""
     if not baseline(lab):
         restore(lab)
-    ctl = Controller(lab, ctl_policy, tmp_path)
+    ctl = Controller(lab, policy, logdir)
     try:
         ctl.start()
         yield ctl
@@ -267,3 +267,9 @@ def controller(mobike_lab, ctl_policy, tmp_path):
         ctl.stop_all()
         print(f"\n{ctl.log_tail()}")
         restore(lab)
+
+
+@pytest.fixture
+def controller(mobike_lab, ctl_policy, tmp_path):
+    with running_controller(mobike_lab, ctl_policy, tmp_path) as ctl:
+        yield ctl

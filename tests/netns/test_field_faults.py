@@ -5,11 +5,10 @@ an uplink)."""
 from __future__ import annotations
 
 import re
-import time
 
 import pytest
 
-from controller import WWAN, Controller, baseline, cli, restore, settled_sa, spis
+from controller import WWAN, baseline, cli, running_controller, settled_sa, spis
 from mobikectl.lab import topology as t
 
 pytestmark = pytest.mark.netns
@@ -23,17 +22,8 @@ def data_probe_controller(mobike_lab, ctl_policy, tmp_path):
     assert n == 1, "policies/default.toml has no [probes] data_target line any more"
     policy = tmp_path / "data-probe.toml"
     policy.write_text(text)
-    lab = mobike_lab
-    if not baseline(lab):
-        restore(lab)
-    ctl = Controller(lab, policy, tmp_path)
-    try:
-        ctl.start()
+    with running_controller(mobike_lab, policy, tmp_path) as ctl:
         yield ctl
-    finally:
-        ctl.stop_all()
-        print(f"\n{ctl.log_tail()}")
-        restore(lab)
 
 
 def test_k5_udp_4500_dropped_on_wifi_is_left(data_probe_controller):

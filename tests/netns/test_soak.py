@@ -9,7 +9,7 @@ import time
 
 import pytest
 
-from controller import REPO, Controller, baseline, cli, restore
+from controller import REPO, cli, running_controller
 
 pytestmark = [pytest.mark.netns, pytest.mark.soak]
 
@@ -18,15 +18,10 @@ SOAK_S = float(os.environ.get("MOBIKECTL_SOAK_SECONDS", "600"))
 
 def test_no_false_move_at_3_percent_loss(mobike_lab, tmp_path):
     lab = mobike_lab
-    if not baseline(lab):
-        restore(lab)
-    ctl = Controller(lab, REPO / "policies" / "default.toml", tmp_path)
-    try:
-        ctl.start()
+    with running_controller(lab, REPO / "policies" / "default.toml", tmp_path) as ctl:
         cli("lab", "impair", "--name", lab.name, "wlan0", "loss", "3")
         start = time.monotonic()
         moves_before = len(ctl.status()["moves"])
-        suspicions = 0
         while time.monotonic() - start < SOAK_S:
             st = ctl.status()
             assert st["sas"] and st["sas"][0]["uplink"] == "wlan0", \
@@ -36,6 +31,3 @@ def test_no_false_move_at_3_percent_loss(mobike_lab, tmp_path):
         events = ctl.events()
         suspicions = sum(1 for e in events if e["kind"] == "probe" and e["data"].get("to") == "suspect")
         print(f"\n{SOAK_S:.0f} s at 3 % loss each way on wlan0: no move, {suspicions} suspicions cleared")
-    finally:
-        ctl.stop_all()
-        restore(lab)
