@@ -35,9 +35,13 @@ def socket_for(socket_path: str | None, lab: str | None) -> str:
     if socket_path and lab:
         raise click.UsageError("give --socket PATH or --lab NAME, not both")
     if lab:
+        from mobikectl.errors import Unavailable
         from mobikectl.lab.state import StateDir
 
-        return str(StateDir(lab).node_dir("rw") / LAB_SOCKET)
+        node = StateDir(lab).node_dir("rw")
+        if not node.is_dir():
+            raise Unavailable(f"lab {lab!r} is not up (no {node}): start it with `mobikectl lab up --name {lab}`")
+        return str(node / LAB_SOCKET)
     return socket_path or os.environ.get("MOBIKECTL_SOCKET") or DEFAULT_CONTROL_SOCKET
 
 

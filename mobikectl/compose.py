@@ -100,6 +100,7 @@ def build_daemon(settings: Settings, *, keep_routes_on_exit: bool = True, charon
     else:
         log.warning("%s not found: cannot check charon's settings (prefer_best_path must be yes)",
                     settings.charon.strongswan_conf)
+    lock = claim_charon(settings.charon.vici_socket)
     _wait_for_charon(settings, charon_wait)
 
     engine = Engine(policy, clock(), route_proto=settings.route_proto)
@@ -121,11 +122,44 @@ def build_daemon(settings: Settings, *, keep_routes_on_exit: bool = True, charon
         keep_routes_on_exit=keep_routes_on_exit,
     )
     daemon_ref.append(daemon)
+    daemon.charon_lock = lock  # held (flock) for the daemon's life
     daemon.control = ControlServer(
         path=settings.control.socket, read_group=settings.control.read_group,
         get_view=lambda: daemon.call(daemon.view), submit=submit_handler(daemon), hub=hub,
     )
     return daemon
+
+
+LOCK_DIR = "/run/mobikectl"
+
+
+def claim_charon(vici_socket: str, lock_dir: str = LOCK_DIR) -> int:
+    """One controller per charon: an exclusive flock on a file named after charon's VICI
+    socket, held until the process ends (the kernel releases it even after a crash).
+    Returns the open fd; Unavailable when another daemon holds it."""
+    import fcntl
+    import hashlib
+
+    from mobikectl.adapters.vici import socket_path
+
+    path = os.path.realpath(socket_path(vici_socket))
+    try:
+        os.makedirs(lock_dir, mode=0o755, exist_ok=True)
+        name = os.path.join(lock_dir, "charon-" + hashlib.sha1(path.encode()).hexdigest()[:16] + ".lock")
+        fd = os.open(name, os.O_RDWR | os.O_CREAT, 0o644)
+    except OSError as exc:
+        raise Unavailable(f"cannot create the daemon lock in {lock_dir}: {exc.strerror}") from None
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        holder = os.pread(fd, 200, 0).decode(errors="replace").split()
+        os.close(fd)
+        pid = holder[0] if holder else "?"
+        raise Unavailable(f"a mobikectl daemon (pid {pid}) already manages charon at {path}: "
+                          f"stop it first (one controller per charon)") from None
+    os.ftruncate(fd, 0)
+    os.pwrite(fd, f"{os.getpid()} {path}\n".encode(), 0)
+    return fd
 
 
 def _wait_for_charon(settings: Settings, wait: float) -> None:

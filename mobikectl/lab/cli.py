@@ -52,6 +52,9 @@ def up_cmd(name: str, uplinks: str | None, profile: str | None, as_json: bool) -
     lab it cleans them up first.
     """
     wanted = [u.strip() for u in uplinks.split(",") if u.strip()] if uplinks is not None else None
+    if wanted is not None and not wanted:
+        raise click.BadParameter("expected a comma list of uplinks (eth0,wlan0,wwan0), got an empty one",
+                                 param_hint="--uplinks")
     parts: list[str] = []
 
     def progress(step: str, seconds: float) -> None:
@@ -59,7 +62,17 @@ def up_cmd(name: str, uplinks: str | None, profile: str | None, as_json: bool) -
         click.echo(("" if len(parts) > 1 else f"lab {name}: ") + ("" if len(parts) == 1 else ", ") + parts[-1],
                    err=True, nl=False)
 
-    result = _lab(name).up(uplinks=wanted, profile=profile, progress=progress)
+    lab = _lab(name)
+    was_up = lab.state is not None
+    try:
+        result = lab.up(uplinks=wanted, profile=profile, progress=progress)
+    except KeyboardInterrupt:
+        if not was_up:  # a half-built lab is worth nothing: take it away again
+            click.echo(f"\nlab {name}: interrupted; removing the half-built lab", err=True)
+            lab.down()
+        else:
+            click.echo(f"\nlab {name}: interrupted; run `mobikectl lab down --name {name}` to remove it", err=True)
+        raise
     if parts:
         click.echo("", err=True)
     if result["already_up"]:

@@ -374,6 +374,14 @@ def test_run_without_charon_exits_69_saying_what_to_do(mobike_lab, tmp_path):
     assert "/nonexistent" in line and "--vici" in line, line
 
 
+def test_a_second_daemon_on_the_same_charon_exits_69(controller, tmp_path):
+    done = run_in_rw(controller.lab, tmp_path, "--charon-wait", "0")
+    line = one_line_error(done)
+    assert done.returncode == 69, done.stderr
+    assert "already manages charon" in line, line
+    controller.assert_running()
+
+
 def test_run_as_a_non_root_user_exits_77(lab_env, tmp_path):
     setpriv = shutil.which("setpriv")
     if setpriv is None:

@@ -107,6 +107,9 @@ def test_no_daemon_exits_69_without_traceback(tmp_path):
 def test_socket_from_env_and_lab(daemon, monkeypatch, tmp_path):
     assert run("status", env={"MOBIKECTL_SOCKET": daemon.path}).exit_code == 0
     monkeypatch.setenv("MOBIKECTL_LAB_ROOT", str(tmp_path))
+    missing = run("status", "--lab", "demo")
+    assert missing.exit_code == 69 and "lab 'demo' is not up" in missing.stderr
+    (tmp_path / "demo" / "rw").mkdir(parents=True)
     assert socket_for(None, "demo") == str(tmp_path / "demo" / "rw" / "mobikectl.sock")
     result = run("status", "--lab", "demo", "--socket", "/x")
     assert result.exit_code == 2 and "not both" in result.stderr
