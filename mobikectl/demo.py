@@ -164,18 +164,26 @@ def _timeline(d: Demo, ref: float, move: dict | None, report: dict | None, uplin
     return entries
 
 
-def observe_failover(d: Demo) -> None:
+def _await_move(d: Demo, uplink: str, since: float, timeout: float, failure: str) -> dict | None:
+    """The daemon's confirmed move to `uplink` decided after `since`; None (and the demo
+    not ok) when none comes within `timeout`."""
     from mobikectl.bench.controller import confirmed_move_to
     from mobikectl.errors import Unavailable
 
     try:
-        view = d.controller.wait(lambda v: confirmed_move_to(v, d.standby_uplink, d.fault_at) is not None,
-                                 10.0, f"a move to {d.standby_uplink}")
+        view = d.controller.wait(lambda v: confirmed_move_to(v, uplink, since) is not None,
+                                 timeout, f"a move to {uplink}")
     except Unavailable as exc:
         d.ok = False
-        d.tl.step(f"the controller did NOT move the SA: {exc.message}")
+        d.tl.step(f"{failure}: {exc.message}")
+        return None
+    return confirmed_move_to(view, uplink, since)
+
+
+def observe_failover(d: Demo) -> None:
+    d.moved = _await_move(d, d.standby_uplink, d.fault_at, 10.0, "the controller did NOT move the SA")
+    if d.moved is None:
         return
-    d.moved = confirmed_move_to(view, d.standby_uplink, d.fault_at)
     measure_gap(d)
     d.tl.step("the move, t = 0 at the fault (events from the daemon, gap from the 100 Hz ping):")
     entries = _timeline(d, d.fault_at, d.moved, d.report, (d.fault_uplink,))
@@ -190,9 +198,7 @@ def observe_failover(d: Demo) -> None:
 
 
 def clear_and_failback(d: Demo) -> None:
-    from mobikectl.bench.controller import confirmed_move_to
     from mobikectl.bench.seqping import SeqPing
-    from mobikectl.errors import Unavailable
 
     d.seqping = SeqPing(d.lab, d.lab.vip(), hz=20).start()
     d.seq = d.controller.last_seq()
@@ -202,14 +208,9 @@ def clear_and_failback(d: Demo) -> None:
               d.clear_at)
     d.tl.note(f"the controller fails back once {d.fault_uplink} answers again and stays up for the hold-down "
               f"({_hold_down(d)})")
-    try:
-        view = d.controller.wait(lambda v: confirmed_move_to(v, d.fault_uplink, d.clear_at) is not None,
-                                 60.0, f"the failback to {d.fault_uplink}")
-    except Unavailable as exc:
-        d.ok = False
-        d.tl.step(f"NO failback: {exc.message}")
+    move = _await_move(d, d.fault_uplink, d.clear_at, 60.0, "NO failback")
+    if move is None:
         return
-    move = confirmed_move_to(view, d.fault_uplink, d.clear_at)
     d.lab.wait_tunnel(time.monotonic() + 5)
     _pause(1.0)
     r = d.seqping.stop()
@@ -217,7 +218,8 @@ def clear_and_failback(d: Demo) -> None:
     d.tl.step("the failback, t = 0 at the clear:")
     entries = _timeline(d, d.clear_at, move, None, (d.fault_uplink,))
     d.tl.note(f"pings lost during the failback: {r['lost']} of {r['sent']} at 20 Hz (target 0)")
-    d.result["failback"] = {"to": view["sas"][0]["uplink"] if view["sas"] else None, "lost": r["lost"],
+    sas = d.controller.status()["sas"]
+    d.result["failback"] = {"to": sas[0]["uplink"] if sas else None, "lost": r["lost"],
                             "sent": r["sent"], "took_ms": round(move["took"] * 1000, 1) if move.get("took") else None,
                             "timeline": [e.to_json() for e in entries]}
     d.ok = d.ok and d.result["failback"]["to"] == d.fault_uplink

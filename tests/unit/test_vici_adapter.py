@@ -183,12 +183,20 @@ def test_a_malformed_event_is_skipped_and_the_session_lives_on(adapter, charon):
     assert not any(isinstance(f, CharonLost) for f in adapter.facts)
 
 
+def until(cond, timeout=3.0):
+    deadline = time.monotonic() + timeout
+    while not cond():
+        assert time.monotonic() < deadline, "condition not met in time"
+        time.sleep(0.005)
+
+
 def test_charon_restart_gives_lost_then_connected_and_a_fresh_snapshot(adapter, charon):
     adapter.start()
     adapter.facts.wait(SaSnapshot)
     charon.running = False
     adapter.facts.wait(CharonLost)
-    time.sleep(0.1)  # several failed attempts meanwhile: still one CharonLost
+    failed_from = charon.connects
+    until(lambda: charon.connects >= failed_from + 3)  # several failed attempts: still one CharonLost
     charon.sas = []
     charon.total = 0
     charon.running = True
@@ -205,7 +213,7 @@ def test_charon_absent_at_start_is_reported_once_then_followed(adapter, charon):
     adapter.start()
     adapter.facts.wait(CharonLost)
     assert "cannot reach charon at /x/charon.vici" in adapter.facts[0].why
-    time.sleep(0.1)
+    until(lambda: charon.connects >= 3)  # it keeps trying, and reports the loss once
     charon.running = True
     adapter.facts.wait(SaSnapshot)
     assert [type(f) for f in adapter.facts] == [CharonLost, CharonConnected, SaSnapshot]
