@@ -482,7 +482,7 @@ def as_nobody(*args: str, groups: str | None = None) -> subprocess.CompletedProc
     return subprocess.run(argv, capture_output=True, text=True, env=cli_env(), timeout=30)
 
 
-def test_a_user_who_is_not_root_is_refused(start_daemon, ctl_policy):
+def test_a_user_who_is_not_root_is_refused(non_root_runs, start_daemon, ctl_policy):
     ctl = start_daemon(ctl_policy)
     lab = ctl.lab
     for args, needs in ((("status",), "root or the daemon's group"), (("paths", "--json"), "root or the daemon's group"),
@@ -511,7 +511,7 @@ def read_group():
         subprocess.run(["groupdel", name], capture_output=True)
 
 
-def test_a_member_of_the_read_group_may_read_but_not_change(start_daemon, ctl_policy, read_group):
+def test_a_member_of_the_read_group_may_read_but_not_change(non_root_runs, start_daemon, ctl_policy, read_group):
     name, gid = read_group
     ctl = start_daemon(ctl_policy, extra=("--group", name))
     lab = ctl.lab

@@ -382,7 +382,7 @@ def test_a_second_daemon_on_the_same_charon_exits_69(controller, tmp_path):
     controller.assert_running()
 
 
-def test_run_as_a_non_root_user_exits_77(lab_env, tmp_path):
+def test_run_as_a_non_root_user_exits_77(lab_env, non_root_runs, tmp_path):
     setpriv = shutil.which("setpriv")
     if setpriv is None:
         pytest.skip("setpriv missing (apt-get install util-linux)")

@@ -70,7 +70,7 @@ def test_two_labs_coexist(lab_factory):
     assert "prefer_best_path = no" in (b.node_dir("rw") / "strongswan.conf").read_text()
 
 
-def test_not_root_exits_77(lab_env):
+def test_not_root_exits_77(lab_env, non_root_runs):
     done = subprocess.run(["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups",
                            "mobikectl", "lab", "up", "--name", "nobody"], capture_output=True, text=True, timeout=30)
     assert done.returncode == 77, done.stderr
